@@ -1,0 +1,185 @@
+"""Open or create a case database; schema migrations; transactions.
+
+A case is one DuckDB file (or an in-memory database for one-shot CI scans). Its schema is
+created by ordered, named migrations recorded in `meta`, so a case written by an older
+tokentrail opens in a newer one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from . import __version__
+from .errors import CaseError, QueryError
+from .redact import redact_text
+from .schema import EVENT_COLUMNS
+from .sqlmacros import install_macros
+from .views import create_views_sql
+
+DEFAULT_DB = "tokentrail.duckdb"
+MEMORY = ":memory:"
+
+
+def resolve_db_path(db: str | None) -> str:
+    """--db, else $TOKENTRAIL_DB, else ./tokentrail.duckdb."""
+    if db:
+        return db
+    env = os.environ.get("TOKENTRAIL_DB")
+    if env:
+        return env
+    return DEFAULT_DB
+
+
+def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE TABLE sources (
+            source_id VARCHAR PRIMARY KEY, path VARCHAR, sha256 VARCHAR, bytes BIGINT,
+            format VARCHAR, container VARCHAR, ingested_at TIMESTAMPTZ, events BIGINT,
+            rejects BIGINT)""")
+    cols = ", ".join(f"{name} {typ}" for name, typ, _ in EVENT_COLUMNS)
+    con.execute(f"CREATE TABLE events ({cols})")
+    con.execute("""
+        CREATE TABLE rejects (source_id VARCHAR, line BIGINT, reason VARCHAR, excerpt VARCHAR)""")
+    for stmt in create_views_sql():
+        con.execute(stmt)
+
+
+Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
+MIGRATIONS: tuple[Migration, ...] = (("001_initial", _m001_initial),)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Case:
+    """A tokentrail case database. Use as a context manager or call close()."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
+                 memory_limit: str | None = None) -> None:
+        self.path = str(path) if path is not None else MEMORY
+        self.read_only = read_only
+        if read_only and self.path != MEMORY and not Path(self.path).exists():
+            raise CaseError(f"no case database at {self.path}; run `tokentrail ingest` first "
+                            "or pass --db")
+        config: dict[str, Any] = {}
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only and self.path != MEMORY,
+                                      config=config)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise CaseError(f"case {self.path} is open in another process (DuckDB allows one "
+                                "writer at a time); wait for it to finish and retry") from None
+            raise CaseError(f"cannot open case {self.path}: {redact_text(text)}") from None
+        except duckdb.Error as exc:
+            raise CaseError(f"cannot open case {self.path}: {redact_text(str(exc))}") from None
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")
+        install_macros(self.con)
+        self._migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Case:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One file = one transaction: an interrupted ingest leaves the case as it was."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # -- schema ----------------------------------------------------------------------------
+    def _tables(self) -> set[str]:
+        rows = self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def _migrate(self) -> None:
+        tables = self._tables()
+        if tables and "meta" not in tables:
+            raise CaseError(f"{self.path} is a DuckDB database but not a tokentrail case "
+                            "(no meta table); choose another --db")
+        if "meta" not in tables:
+            if self.read_only:
+                raise CaseError(f"{self.path} is not a tokentrail case")
+            self.con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            self._set_meta("created", datetime.now(UTC).isoformat())
+            self._set_meta("schema_version", "0")
+        version = int(self.meta("schema_version") or 0)
+        if version > SCHEMA_VERSION:
+            raise CaseError(f"case {self.path} has schema version {version}, newer than this "
+                            f"tokentrail ({__version__}) understands; upgrade tokentrail")
+        if version < SCHEMA_VERSION and self.read_only:
+            raise CaseError(f"case {self.path} needs a schema upgrade; open it once without "
+                            "read-only (e.g. `tokentrail ingest` with no paths is not needed: "
+                            "any write command upgrades it)")
+        for index, (name, migrate) in enumerate(MIGRATIONS, start=1):
+            if index <= version:
+                continue
+            with self.transaction():
+                migrate(self.con)
+                self._set_meta(f"migration:{name}", datetime.now(UTC).isoformat())
+                self._set_meta("schema_version", str(index))
+                self._set_meta("tokentrail_version", __version__)
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    def meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- reading ---------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a responder's SQL; return column names and rows. Errors become QueryError."""
+        try:
+            cur = self.con.execute(sql, params or [])
+            if cur.description is None:
+                return [], []
+            columns = [d[0] for d in cur.description]
+            return columns, cur.fetchall()
+        except duckdb.Error as exc:
+            raise QueryError(redact_text(str(exc).splitlines()[0] if str(exc) else repr(exc))) from None
+
+    def stats(self) -> dict[str, Any]:
+        """Counts a summary shows: what the case holds, and over what time."""
+        row = self.con.execute("""
+            SELECT (SELECT count(*) FROM events),
+                   (SELECT count(*) FROM rejects),
+                   (SELECT count(DISTINCT token_key) FROM events),
+                   (SELECT count(DISTINCT holder_id) FROM events),
+                   (SELECT min(ts) FROM events), (SELECT max(ts) FROM events),
+                   (SELECT count(*) FROM sources)
+        """).fetchone()
+        assert row is not None
+        return {
+            "events": row[0], "rejects": row[1], "tokens": row[2], "holders": row[3],
+            "time_range": [_iso(row[4]), _iso(row[5])], "sources": row[6],
+        }
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)

@@ -1,0 +1,318 @@
+"""Ingest log files into a case: one transaction and a few SQL statements per file.
+
+Per file: hash (idempotency), sniff container and format, count records, insert good rows
+into `events` and bad ones into `rejects`, record the source. Python never loops over the
+records of a well-formed file; it only salvages documents DuckDB cannot parse at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+import duckdb
+
+from .case import Case
+from .errors import InputError, TokentrailError, UsageError
+from .redact import EXCERPT_CHARS, excerpt, redact_text
+from .sources.compiler import (
+    Reader,
+    column_probe_sql,
+    compile_pipeline,
+    insert_events_sql,
+    insert_rejects_sql,
+    lit,
+)
+from .sources.discover import SourceFile, expand
+from .sources.mapping import Mapping, load_mapping
+from .sources.registry import builtin_mappings, get_mapping
+from .sources.sniff import Sniffed, all_wrapper_keys, choose_format, read_prefix, sniff_container
+
+CSV_REJECT_REASONS = {
+    "INVALID ENCODING": "invalid UTF-8",
+    "INVALID UNICODE": "invalid UTF-8",
+    "LINE SIZE OVER MAXIMUM": "line longer than 16 MiB",
+    "TOO MANY COLUMNS": "NUL byte in line",
+}
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class FileResult:
+    name: str
+    source_id: str
+    format: str | None = None
+    container: str | None = None
+    events: int = 0
+    rejects: int = 0
+    status: str = "ingested"  # ingested | skipped | empty | failed
+    message: str = ""
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return sum(f.events for f in self.files)
+
+    @property
+    def rejects(self) -> int:
+        return sum(f.rejects for f in self.files)
+
+    @property
+    def problems(self) -> list[FileResult]:
+        """Files that could not be read or held no usable record (exit 3)."""
+        return [f for f in self.files if f.status in ("failed", "empty")]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files": [f.__dict__ for f in self.files],
+            "events": self.events, "rejects": self.rejects,
+        }
+
+
+def validate_mapping(case: Case, mapping: Mapping) -> None:
+    """Bind every expression once, so a typo names its key instead of failing mid-ingest."""
+    from .errors import MappingError
+
+    exprs = dict(mapping.columns)
+    exprs.update({f"extra.{k}": v for k, v in mapping.extra.items()})
+    for key, expr in exprs.items():
+        try:
+            case.con.execute(column_probe_sql(mapping, key, expr)).fetchall()
+        except duckdb.Error as exc:
+            first = str(exc).splitlines()[0]
+            where = key if key.startswith("extra.") else f"columns.{key}"
+            raise MappingError(f"SQL does not bind: {first}", file=mapping.source,
+                               key=where) from None
+
+
+def _select_mapping(src: SourceFile, sniffed: Sniffed, fixed: Mapping | None,
+                    candidates: Sequence[Mapping]) -> Mapping:
+    if fixed is not None:
+        return fixed
+    chosen = choose_format(sniffed.records, list(candidates))
+    if chosen is None:
+        if not sniffed.records:
+            raise InputError("no JSON records found at the start of the file (tokentrail reads "
+                             "JSON Lines, JSON arrays and {\"Records\": [...]} files)",
+                             file=src.name)
+        raise InputError("format not recognised from its first records; name it with "
+                         "--format NAME or describe it with --mapping FILE "
+                         "(see `tokentrail formats`)", file=src.name)
+    return chosen
+
+
+def _drop_csv_rejects(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    con.execute(f"DROP TABLE IF EXISTS temp.{table}_scan")
+
+
+def _salvage_document(src: SourceFile, workdir: str) -> tuple[str, int, str | None]:
+    """Re-read a JSON array / wrapper DuckDB refused; write its elements as JSON Lines.
+
+    Returns (path of the JSON Lines file, elements recovered, reason the rest was lost).
+    Only for broken files, so a Python pass over their records is acceptable here.
+    """
+    import gzip
+
+    opener = gzip.open if src.gzip else open
+    try:
+        with opener(src.path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        # A truncated gzip still yields what was decompressed before the damage.
+        data = b""
+        reason = f"file damaged: {exc}"
+        out = os.path.join(workdir, "salvage.jsonl")
+        open(out, "wb").close()
+        return out, 0, reason
+    text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
+    decoder = json.JSONDecoder()
+    start = text.find("[")
+    out_path = os.path.join(workdir, "salvage.jsonl")
+    count = 0
+    reason: str | None = None
+    with open(out_path, "w", encoding="utf-8") as out:
+        if start < 0:
+            return out_path, 0, "not a JSON array"
+        pos = start + 1
+        n = len(text)
+        while True:
+            while pos < n and text[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= n:
+                reason = f"JSON array truncated after record {count}"
+                break
+            if text[pos] == "]":
+                break
+            try:
+                value, pos = decoder.raw_decode(text, pos)
+            except ValueError:
+                reason = f"malformed JSON after record {count}"
+                break
+            out.write(json.dumps(value, ensure_ascii=False) + "\n")
+            count += 1
+    return out_path, count, reason
+
+
+class Ingestor:
+    """Runs an ingest over many files into one case."""
+
+    def __init__(self, case: Case, *, format_name: str | None = None,
+                 mapping_file: str | None = None, force: bool = False, strict: bool = False,
+                 progress: Progress | None = None) -> None:
+        if format_name and mapping_file:
+            raise UsageError("--format and --mapping both name the format; give one")
+        self.case = case
+        self.force = force
+        self.strict = strict
+        self.progress = progress
+        self.fixed: Mapping | None = None
+        if format_name:
+            self.fixed = get_mapping(format_name)
+        elif mapping_file:
+            self.fixed = load_mapping(mapping_file)
+            validate_mapping(case, self.fixed)
+        self.candidates: tuple[Mapping, ...] = builtin_mappings()
+
+    def run(self, paths: Iterable[str], *, stdin: BinaryIO | None = None) -> IngestReport:
+        workdir = tempfile.mkdtemp(prefix="tokentrail-")
+        try:
+            files, unreadable = expand(paths, stdin=stdin, workdir=workdir)
+            report = IngestReport()
+            for bad in unreadable:
+                report.files.append(FileResult(name=bad.name, source_id="", status="failed",
+                                               message=bad.reason))
+            total = sum(f.size for f in files)
+            done = 0
+            for src in files:
+                if self.progress:
+                    self.progress(src.name, done, total)
+                report.files.append(self.ingest_file(src, workdir))
+                done += src.size
+            if self.progress:
+                self.progress("", total, total)
+            return report
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    # -- one file --------------------------------------------------------------------------
+    def ingest_file(self, src: SourceFile, workdir: str) -> FileResult:
+        result = FileResult(name=src.name, source_id=src.source_id)
+        con = self.case.con
+        row = con.execute("SELECT events FROM sources WHERE source_id = ?",
+                          [src.source_id]).fetchone()
+        if row is not None and row[0] and not self.force:
+            result.status = "skipped"
+            result.message = "already ingested (same SHA-256); --force re-ingests"
+            result.events = int(row[0])
+            return result
+        if src.size == 0:
+            result.status, result.message = "empty", "file is empty"
+            return result
+        try:
+            prefix = read_prefix(src)
+            wrappers = all_wrapper_keys(list(self.candidates) + ([self.fixed] if self.fixed else []))
+            sniffed = sniff_container(prefix, wrappers)
+            mapping = _select_mapping(src, sniffed, self.fixed, self.candidates)
+        except TokentrailError as exc:
+            result.status, result.message = "failed", exc.message
+            return result
+        result.format, result.container = mapping.name, sniffed.container
+        try:
+            with self.case.transaction():
+                self._load(src, sniffed, mapping, result, workdir)
+        except TokentrailError:
+            raise
+        except duckdb.Error as exc:
+            result.status = "failed"
+            result.message = "cannot read: " + redact_text(str(exc).splitlines()[0])
+            return result
+        if result.events == 0:
+            result.status = "empty"
+            result.message = result.message or (
+                f"no usable record ({result.rejects} rejected)" if result.rejects
+                else "no records")
+        return result
+
+    def _load(self, src: SourceFile, sniffed: Sniffed, mapping: Mapping, result: FileResult,
+              workdir: str) -> None:
+        con = self.case.con
+        sid = src.source_id
+        for table in ("events", "rejects", "sources"):
+            con.execute(f"DELETE FROM {table} WHERE source_id = ?", [sid])
+        compression = "gzip" if src.gzip else "none"
+        salvage_reason: str | None = None
+        reader = Reader(src.path, sniffed.container, compression, sniffed.wrapper_key)
+        if sniffed.container != "lines":
+            try:
+                con.execute(f"SELECT count(*) FROM ({reader.sql()})").fetchall()
+            except duckdb.Error:
+                path, _, salvage_reason = _salvage_document(src, workdir)
+                reader = Reader(path, "lines", "none")
+        records: int | None = None
+        csv_rejects: list[tuple[int, str, str | None]] = []
+        if reader.container == "lines":
+            _drop_csv_rejects(con, reader.rejects_table)
+            counted = con.execute(
+                f"SELECT count(*) FROM ({reader.sql()}) WHERE raw IS NOT NULL AND trim(raw) <> ''"
+            ).fetchone()
+            records = int(counted[0]) if counted else 0
+            csv_rejects = [
+                (int(r[0]), str(r[1]), r[2]) for r in con.execute(
+                    f"SELECT line, any_value(error_type), any_value(csv_line) "
+                    f"FROM temp.{reader.rejects_table} GROUP BY line ORDER BY line").fetchall()
+            ]
+            if csv_rejects:
+                con.execute("CREATE OR REPLACE TEMP TABLE tt_line_adjust AS "
+                            "SELECT before, max(k) AS k FROM (SELECT line - row_number() OVER "
+                            f"(ORDER BY line) AS before, row_number() OVER (ORDER BY line) AS k "
+                            f"FROM (SELECT DISTINCT line FROM temp.{reader.rejects_table})) "
+                            "GROUP BY before")
+                reader = Reader(reader.path, "lines", reader.compression, line_adjust=True)
+        pipeline = compile_pipeline(mapping, reader, source_id=sid)
+        inserted = con.execute(insert_events_sql(pipeline)).fetchone()
+        result.events = int(inserted[0]) if inserted else 0
+        if records is None or result.events < records:
+            con.execute(insert_rejects_sql(pipeline, sid))
+        for line, error_type, csv_line in csv_rejects:
+            reason = CSV_REJECT_REASONS.get(error_type, f"unreadable line ({error_type.lower()})")
+            con.execute("INSERT INTO rejects VALUES (?, ?, ?, ?)",
+                        [sid, line, reason, excerpt(csv_line or "", EXCERPT_CHARS)])
+        if salvage_reason:
+            con.execute("INSERT INTO rejects VALUES (?, ?, ?, ?)",
+                        [sid, None, salvage_reason, ""])
+        rej = con.execute("SELECT count(*) FROM rejects WHERE source_id = ?", [sid]).fetchone()
+        result.rejects = int(rej[0]) if rej else 0
+        if self.strict and result.rejects:
+            first = con.execute("SELECT line, reason FROM rejects WHERE source_id = ? "
+                                "ORDER BY line NULLS LAST LIMIT 1", [sid]).fetchone()
+            assert first is not None
+            raise InputError(f"rejected record ({first[1]}); --strict stops at the first reject",
+                             file=src.name, line=first[0])
+        con.execute(
+            "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [sid, src.name, src.sha256, src.size, mapping.name, reader.container
+             if not salvage_reason else f"{result.container} (salvaged)",
+             datetime.now(UTC), result.events, result.rejects],
+        )
+        _drop_csv_rejects(con, reader.rejects_table)
+
+
+def ingest(case: Case, paths: Iterable[str], **options: Any) -> IngestReport:
+    """Convenience wrapper: `ingest(case, ["logs/"], format_name="envoy")`."""
+    stdin = options.pop("stdin", None)
+    return Ingestor(case, **options).run(paths, stdin=stdin)
+
+
+__all__ = ["FileResult", "IngestReport", "Ingestor", "ingest", "validate_mapping", "lit"]

@@ -1,0 +1,1 @@
+"""Sources: find input files, recognise their format, compile mappings to DuckDB SQL."""

@@ -1,0 +1,235 @@
+"""Compile a Mapping into DuckDB SQL that reads a whole file in one statement.
+
+The pipeline, as nested SELECTs over one reader:
+
+    reader      (line, raw)            JSON Lines via read_csv, arrays/wrappers via read_json
+    parsed      valid? object? -> r    one json_transform per record into the mapping's struct
+    mapped      the mapping's column expressions over r (each TRY'd: one odd record never
+                fails the file)
+    derived     claims decoded once; fingerprint; token_key; holder from the strongest evidence
+    checked     _reason: why a record is a reject, NULL for a good event
+
+Good rows go to `events`, the others to `rejects` with a redacted excerpt; raw tokens exist
+only inside this statement and are never selected into a table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..redact import EXCERPT_CHARS
+from ..schema import EVENT_COLUMNS
+from .mapping import Mapping
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 1 << 30
+
+CLAIMS_STRUCT = (
+    '{"jti":"VARCHAR","uti":"VARCHAR","iss":"VARCHAR","sub":"VARCHAR","azp":"VARCHAR",'
+    '"client_id":"VARCHAR","cid":"VARCHAR","appid":"VARCHAR","aud":"JSON","scope":"JSON",'
+    '"scp":"JSON","cnf":{"jkt":"VARCHAR","x5t#S256":"VARCHAR"},"iat":"DOUBLE","nbf":"DOUBLE",'
+    '"exp":"DOUBLE","sid":"VARCHAR"}'
+)
+
+# Columns whose text can carry a token (query strings, error messages): always redacted.
+_REDACTED_TEXT = ("path", "error", "resource")
+
+_TYPES = {name: typ for name, typ, _ in EVENT_COLUMNS}
+
+
+def lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Where records come from: a container kind and how to read it."""
+
+    path: str
+    container: str  # "lines" | "array" | "wrapper"
+    compression: str = "none"  # "none" | "gzip"
+    wrapper_key: str | None = None
+    rejects_table: str = "tt_csv_rejects"
+    line_adjust: bool = False  # JSON Lines file whose reader rejected some lines itself
+
+    def lines_sql(self) -> str:
+        return (
+            f"read_csv({lit(self.path)}, columns={{'raw': 'VARCHAR'}}, delim='\\0', quote='', "
+            f"escape='', header=false, auto_detect=false, new_line='\\n', "
+            f"compression={lit(self.compression)}, max_line_size={MAX_LINE_BYTES}, "
+            f"store_rejects=true, ignore_errors=true, rejects_table={lit(self.rejects_table)}, "
+            f"rejects_scan={lit(self.rejects_table + '_scan')})"
+        )
+
+    def sql(self) -> str:
+        """SELECT line, raw (VARCHAR) in file order."""
+        if self.container == "lines":
+            base = f"SELECT row_number() OVER () AS n, raw FROM {self.lines_sql()}"
+            if not self.line_adjust:
+                return f"SELECT n AS line, raw FROM ({base})"
+            # Lines the CSV reader refused (invalid UTF-8, NUL, too long) are missing from its
+            # output; shift later rows back to their real line numbers.
+            return (
+                f"SELECT s.n + coalesce(a.k, 0) AS line, s.raw FROM ({base}) s "
+                f"ASOF LEFT JOIN tt_line_adjust a ON s.n > a.before"
+            )
+        opts = (f"compression={lit(self.compression)}, maximum_object_size={MAX_DOCUMENT_BYTES}")
+        if self.container == "array":
+            return (
+                "SELECT row_number() OVER () AS line, CAST(json AS VARCHAR) AS raw FROM "
+                f"read_json({lit(self.path)}, format='array', records=false, "
+                f"columns={{'json': 'JSON'}}, {opts})"
+            )
+        if self.container == "wrapper":
+            assert self.wrapper_key
+            key = self.wrapper_key.replace('"', '""')
+            return (
+                "SELECT row_number() OVER () AS line, CAST(raw AS VARCHAR) AS raw FROM "
+                f"(SELECT unnest(\"{key}\") AS raw FROM read_json({lit(self.path)}, "
+                f"format='auto', records=true, columns={{{lit(self.wrapper_key)}: 'JSON[]'}}, {opts}))"
+            )
+        raise ValueError(f"unknown container {self.container}")
+
+
+def _mapped_exprs(mapping: Mapping) -> list[str]:
+    out = []
+    for name, typ, _ in EVENT_COLUMNS:
+        expr = mapping.columns.get(name)
+        value = f"TRY_CAST(TRY({expr}) AS {typ})" if expr else f"CAST(NULL AS {typ})"
+        out.append(f"{value} AS m_{name}")
+    raw_token = mapping.columns.get("raw_token")
+    out.append(f"TRY(tt_auth_token(CAST(({raw_token}) AS VARCHAR))) AS m_tok" if raw_token
+               else "CAST(NULL AS VARCHAR) AS m_tok")
+    out.append(f"TRY(tt_auth_scheme(CAST(({raw_token}) AS VARCHAR))) AS m_scheme" if raw_token
+               else "CAST(NULL AS VARCHAR) AS m_scheme")
+    claims = mapping.columns.get("claims")
+    out.append(f"TRY(tt_json_object(CAST(({claims}) AS VARCHAR))) AS m_claims" if claims
+               else "CAST(NULL AS JSON) AS m_claims")
+    workload = mapping.columns.get("workload")
+    out.append(f"TRY_CAST(TRY({workload}) AS VARCHAR) AS m_workload" if workload
+               else "CAST(NULL AS VARCHAR) AS m_workload")
+    if mapping.extra:
+        values = [f"TRY({v})" for v in mapping.extra.values()]
+        pairs = ", ".join(f"{lit(k)}, {v}" for k, v in zip(mapping.extra, values, strict=True))
+        all_null = " AND ".join(f"({v}) IS NULL" for v in values)
+        out.append(f"CASE WHEN {all_null} THEN NULL ELSE json_object({pairs}) END AS m_extra_obj")
+    else:
+        out.append("CAST(NULL AS JSON) AS m_extra_obj")
+    return out
+
+
+def _final_exprs(source_id: str, fmt: str) -> list[str]:
+    c = "_c"
+    derived: dict[str, str] = {
+        "event_id": f"{lit(source_id + ':')} || CAST(line AS VARCHAR)",
+        "source_id": lit(source_id),
+        "line": "line",
+        "format": lit(fmt),
+        "token_id": f"coalesce(m_token_id, {c}.jti, {c}.uti)",
+        "token_fp": "coalesce(rtrim(m_token_fp, '='), tt_fp(m_tok))",
+        "issuer": f"coalesce(m_issuer, {c}.iss)",
+        "subject": f"coalesce(m_subject, {c}.sub)",
+        "client_id": f"coalesce(m_client_id, {c}.azp, {c}.client_id, {c}.cid, {c}.appid)",
+        "audience": f"coalesce(m_audience, tt_str_list({c}.aud))",
+        "scopes": f"coalesce(m_scopes, tt_scopes({c}.scope), tt_scopes({c}.scp))",
+        "act_chain": "coalesce(m_act_chain, nullif(tt_act_chain(_claims), []))",
+        "cnf_jkt": f"coalesce(m_cnf_jkt, {c}.cnf.jkt)",
+        "cnf_x5t": f"coalesce(tt_x5t(m_cnf_x5t), {c}.cnf.\"x5t#S256\")",
+        "auth_scheme": "coalesce(m_auth_scheme, m_scheme)",
+        "peer_x5t": "tt_x5t(m_peer_x5t)",
+        "session_id": f"coalesce(m_session_id, {c}.sid)",
+        "iat": f"coalesce(m_iat, tt_epoch({c}.iat))",
+        "nbf": f"coalesce(m_nbf, tt_epoch({c}.nbf))",
+        "exp": f"coalesce(m_exp, tt_epoch({c}.exp))",
+        "claims_verified": "CASE WHEN _claims IS NULL THEN NULL ELSE coalesce(m_claims_verified, false) END",
+        "raw_token_logged": "coalesce(m_raw_token_logged, m_tok IS NOT NULL)",
+        "extra": "CASE WHEN m_extra_obj IS NULL THEN NULL "
+                 "ELSE CAST(tt_redact(CAST(m_extra_obj AS VARCHAR)) AS JSON) END",
+    }
+    token_id = derived["token_id"]
+    token_fp = derived["token_fp"]
+    derived["token_key"] = f"coalesce(m_token_key, {token_id}, 'fp:' || {token_fp})"
+    x5t = "tt_x5t(m_peer_x5t)"
+    ua = "tt_ua_family(m_user_agent)"
+    derived["holder_tier"] = (
+        "coalesce(m_holder_tier, CASE WHEN m_peer_spiffe IS NOT NULL THEN 'spiffe' "
+        f"WHEN {x5t} IS NOT NULL THEN 'mtls' WHEN m_proof_jkt IS NOT NULL THEN 'dpop' "
+        "WHEN m_workload IS NOT NULL OR m_agent IS NOT NULL THEN 'workload' "
+        "WHEN m_src_ip IS NOT NULL THEN 'network' END)"
+    )
+    derived["holder_id"] = (
+        "coalesce(m_holder_id, CASE WHEN m_peer_spiffe IS NOT NULL THEN m_peer_spiffe "
+        f"WHEN {x5t} IS NOT NULL THEN 'x5t:' || {x5t} "
+        "WHEN m_proof_jkt IS NOT NULL THEN 'jkt:' || m_proof_jkt "
+        "WHEN m_workload IS NOT NULL THEN m_workload "
+        "WHEN m_agent IS NOT NULL THEN 'agent:' || m_agent "
+        f"WHEN m_src_ip IS NOT NULL THEN 'ip:' || m_src_ip || coalesce('/' || {ua}, '') END)"
+    )
+    out = []
+    for name, typ, _ in EVENT_COLUMNS:
+        expr = derived.get(name, f"m_{name}")
+        if name in _REDACTED_TEXT:
+            expr = f"tt_redact({expr})"
+        out.append(f"CAST({expr} AS {typ}) AS {name}")
+    return out
+
+
+def compile_pipeline(mapping: Mapping, reader: Reader, *, source_id: str) -> str:
+    """The SELECT every insert reads from: all event columns plus raw and _reason."""
+    mapped = ",\n       ".join(_mapped_exprs(mapping))
+    final = ",\n       ".join(_final_exprs(source_id, mapping.name))
+    checks = "".join(
+        f" WHEN TRY({chk.when}) THEN {lit(chk.reason)}" for chk in mapping.rejects
+    )
+    return f"""
+SELECT *, CASE WHEN NOT _valid THEN 'invalid JSON'
+               WHEN NOT _obj THEN 'not a JSON object'
+               WHEN ts IS NULL THEN 'no usable timestamp'{checks}
+          END AS _reason
+FROM (
+  SELECT line, raw, _valid, _obj,
+       {final}
+  FROM (
+    SELECT *, TRY(json_transform(_claims, {lit(CLAIMS_STRUCT)})) AS _c
+    FROM (
+      SELECT *, coalesce(m_claims, TRY(tt_jwt_claims(m_tok))) AS _claims
+      FROM (
+        SELECT line, raw, _valid, _obj,
+       {mapped}
+        FROM (
+          SELECT line, raw, _valid, _obj,
+                 CASE WHEN _obj THEN json_transform(raw, {lit(mapping.structure_json)}) END AS r
+          FROM (
+            SELECT line, raw, _valid,
+                   CASE WHEN _valid THEN json_type(raw) = 'OBJECT' ELSE false END AS _obj
+            FROM (
+              SELECT line, raw, json_valid(raw) AS _valid
+              FROM ({reader.sql()})
+              WHERE raw IS NOT NULL AND trim(raw) <> ''
+            )
+          )
+        )
+      )
+    )
+  )
+)"""
+
+
+def insert_events_sql(pipeline: str) -> str:
+    cols = ", ".join(name for name, _, _ in EVENT_COLUMNS)
+    return f"INSERT INTO events ({cols}) SELECT {cols} FROM ({pipeline}) WHERE _reason IS NULL"
+
+
+def insert_rejects_sql(pipeline: str, source_id: str) -> str:
+    return (
+        f"INSERT INTO rejects SELECT {lit(source_id)}, line, _reason, "
+        f"left(tt_redact_strict(raw), {EXCERPT_CHARS}) FROM ({pipeline}) WHERE _reason IS NOT NULL"
+    )
+
+
+def column_probe_sql(mapping: Mapping, name: str, expr: str) -> str:
+    """A zero-row query that fails when `expr` does not bind against the record struct."""
+    return (
+        f"SELECT ({expr}) FROM (SELECT json_transform('{{}}', {lit(mapping.structure_json)}) AS r) "
+        "LIMIT 0"
+    )

@@ -1,0 +1,147 @@
+"""Turn the paths a user typed into a list of readable files.
+
+Paths may be files, directories (recursive), globs, `.gz` files or `-` for stdin. Stdin is
+spooled to a private temporary file so DuckDB can scan it like any other file, and so its
+SHA-256 makes re-ingesting the same data a no-op.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+_SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules"}
+_SKIP_SUFFIXES = {".md", ".txt", ".toml", ".py", ".duckdb", ".wal", ".sh"}
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file. `path` is what DuckDB reads; `name` is what the user sees."""
+
+    path: str
+    name: str
+    sha256: str
+    size: int
+    gzip: bool
+
+    @property
+    def source_id(self) -> str:
+        return self.sha256[:16]
+
+
+@dataclass
+class Unreadable:
+    name: str
+    reason: str
+
+
+def _hash_file(path: str) -> tuple[str, int, bool]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+        digest.update(head)
+        size += len(head)
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size, head == GZIP_MAGIC
+
+
+def spool_stdin(stream: BinaryIO, workdir: str) -> SourceFile:
+    """Copy stdin to a file while hashing it."""
+    digest = hashlib.sha256()
+    size = 0
+    tmp = os.path.join(workdir, "stdin")
+    with open(tmp, "wb") as out:
+        head = stream.read(2)
+        while True:
+            chunk = head or stream.read(CHUNK)
+            head = b""
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    with open(tmp, "rb") as fh:
+        is_gzip = fh.read(2) == GZIP_MAGIC
+    if is_gzip:
+        shutil.move(tmp, tmp + ".gz")
+        tmp += ".gz"
+    return SourceFile(path=tmp, name="<stdin>", sha256=digest.hexdigest(), size=size,
+                      gzip=is_gzip)
+
+
+def _walk(directory: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or Path(name).suffix.lower() in _SKIP_SUFFIXES:
+                continue
+            yield Path(root) / name
+
+
+def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None,
+           workdir: str | None = None) -> tuple[list[SourceFile], list[Unreadable]]:
+    """Resolve inputs in the order given; unreadable ones are reported, not raised."""
+    found: list[SourceFile] = []
+    bad: list[Unreadable] = []
+    seen: set[str] = set()
+
+    def add(p: Path) -> None:
+        key = str(p.resolve())
+        if key in seen:
+            return
+        seen.add(key)
+        try:
+            sha, size, is_gzip = _hash_file(str(p))
+        except OSError as exc:
+            bad.append(Unreadable(str(p), exc.strerror or str(exc)))
+            return
+        found.append(SourceFile(path=str(p), name=str(p), sha256=sha, size=size, gzip=is_gzip))
+
+    for raw in paths:
+        if raw == "-":
+            if workdir is None:
+                workdir = tempfile.mkdtemp(prefix="tokentrail-")
+            found.append(spool_stdin(stdin or sys.stdin.buffer, workdir))
+            continue
+        p = Path(raw)
+        if p.is_dir():
+            files = list(_walk(p))
+            if not files:
+                bad.append(Unreadable(raw, "directory holds no log files"))
+            for f in files:
+                add(f)
+        elif p.exists():
+            if not p.is_file():
+                bad.append(Unreadable(raw, "not a regular file"))
+            else:
+                add(p)
+        elif any(ch in raw for ch in "*?["):
+            matches = sorted(glob.glob(raw, recursive=True))
+            files = [Path(m) for m in matches if Path(m).is_file()]
+            if not files:
+                bad.append(Unreadable(raw, "no file matches this pattern"))
+            for f in files:
+                add(f)
+        else:
+            bad.append(Unreadable(raw, "no such file or directory"))
+    return found, bad
+
+
+def require_inputs(paths: Iterable[str]) -> None:
+    if not list(paths):
+        raise InputError("no input given: pass files, directories, globs, or - for stdin")

@@ -1,0 +1,225 @@
+"""The declarative format mapping: how to recognise a log, read it, and map it to events.
+
+A mapping is a TOML file. Built-in formats are written exactly the way a user writes their
+own for `--mapping`, so every format goes through one engine and one set of checks.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import MappingError
+from ..schema import EVENT_COLUMN_NAMES, PSEUDO_COLUMNS
+
+TOP_KEYS = {"name", "title", "description", "provides", "read", "record", "sniff", "columns",
+            "extra", "reject"}
+READ_KEYS = {"wrappers"}
+SNIFF_KEYS = {"required", "any", "equals", "prefix", "min_score"}
+PROVIDES_KEYS = {"token_id", "holder", "issuance", "limits"}
+
+
+@dataclass(frozen=True)
+class RejectCheck:
+    when: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Sniff:
+    required: tuple[str, ...] = ()
+    any: tuple[str, ...] = ()
+    equals: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    prefix: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.required or self.any or self.equals or self.prefix)
+
+    def score(self, record: Any) -> int:
+        """0 when the record is not of this format; else how much of the predicate it met."""
+        if not isinstance(record, dict) or not self.enabled:
+            return 0
+        score = 0
+        for path in self.required:
+            if _lookup(record, path) is _MISSING:
+                return 0
+            score += 2
+        if self.any:
+            hits = sum(1 for p in self.any if _lookup(record, p) is not _MISSING)
+            if hits == 0:
+                return 0
+            score += hits
+        for path, values in self.equals.items():
+            if _lookup(record, path) not in values:
+                return 0
+            score += 3
+        for path, prefixes in self.prefix.items():
+            value = _lookup(record, path)
+            if not isinstance(value, str) or not value.startswith(prefixes):
+                return 0
+            score += 3
+        return score
+
+
+_MISSING = object()
+
+
+def _lookup(record: Any, path: str) -> Any:
+    """Dotted path lookup; a segment may be quoted to contain dots: a."b.c".d"""
+    node = record
+    for part in _split_path(path):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _split_path(path: str) -> list[str]:
+    parts: list[str] = []
+    buf = ""
+    quoted = False
+    for ch in path:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(buf)
+            buf = ""
+        else:
+            buf += ch
+    parts.append(buf)
+    return parts
+
+
+@dataclass(frozen=True)
+class Mapping:
+    name: str
+    title: str
+    description: str
+    source: str  # file the mapping came from (for error messages)
+    record: dict[str, Any]  # json_transform structure
+    columns: dict[str, str]
+    extra: dict[str, str]
+    sniff: Sniff
+    wrappers: tuple[str, ...]
+    rejects: tuple[RejectCheck, ...]
+    provides: dict[str, str]
+    builtin: bool = False
+
+    @property
+    def structure_json(self) -> str:
+        return orjson.dumps(self.record).decode()
+
+
+def load_mapping(path: str | Path, *, builtin: bool = False) -> Mapping:
+    path = Path(path)
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MappingError("mapping file not found", file=where) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"cannot read mapping: {exc}", file=where) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(f"invalid TOML: {exc}", file=where) from None
+    return mapping_from_dict(data, source=where, builtin=builtin)
+
+
+def _expect(cond: bool, message: str, source: str, key: str) -> None:
+    if not cond:
+        raise MappingError(message, file=source, key=key)
+
+
+def _str_list(value: Any, source: str, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    _expect(isinstance(value, list) and all(isinstance(v, str) for v in value),
+            "must be a string or a list of strings", source, key)
+    return tuple(value)
+
+
+def _check_structure(value: Any, source: str, key: str) -> None:
+    if isinstance(value, str):
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_structure(v, source, f"{key}.{k}")
+        return
+    if isinstance(value, list) and len(value) == 1:
+        _check_structure(value[0], source, f"{key}[0]")
+        return
+    raise MappingError("must be a DuckDB type name, a table, or a one-element list",
+                       file=source, key=key)
+
+
+def mapping_from_dict(data: dict[str, Any], *, source: str, builtin: bool = False) -> Mapping:
+    unknown = set(data) - TOP_KEYS
+    _expect(not unknown, f"unknown key(s) {sorted(unknown)}; expected {sorted(TOP_KEYS)}",
+            source, ",".join(sorted(unknown)))
+    name = data.get("name")
+    _expect(isinstance(name, str) and name.replace("-", "").replace("_", "").isalnum(),
+            "name must be a word (letters, digits, - and _)", source, "name")
+    assert isinstance(name, str)
+    record = data.get("record", {})
+    _expect(isinstance(record, dict) and bool(record),
+            "[record] must list the fields to read and their DuckDB types", source, "record")
+    _check_structure(record, source, "record")
+
+    columns = data.get("columns", {})
+    _expect(isinstance(columns, dict), "[columns] must be a table", source, "columns")
+    allowed = set(EVENT_COLUMN_NAMES) | set(PSEUDO_COLUMNS)
+    for col, expr in columns.items():
+        _expect(col in allowed, f"unknown column {col!r}; see `tokentrail formats --columns`",
+                source, f"columns.{col}")
+        _expect(isinstance(expr, str) and expr.strip() != "", "must be a SQL expression string",
+                source, f"columns.{col}")
+    _expect("ts" in columns, "a mapping must say where the timestamp is", source, "columns.ts")
+
+    extra = data.get("extra", {})
+    _expect(isinstance(extra, dict) and all(isinstance(v, str) for v in extra.values()),
+            "[extra] must map names to SQL expressions", source, "extra")
+
+    read = data.get("read", {})
+    _expect(isinstance(read, dict) and not (set(read) - READ_KEYS),
+            f"[read] accepts {sorted(READ_KEYS)}", source, "read")
+    wrappers = _str_list(read.get("wrappers", []), source, "read.wrappers")
+
+    sniff_raw = data.get("sniff", {})
+    _expect(isinstance(sniff_raw, dict) and not (set(sniff_raw) - SNIFF_KEYS),
+            f"[sniff] accepts {sorted(SNIFF_KEYS)}", source, "sniff")
+    equals: dict[str, tuple[Any, ...]] = {}
+    for k, v in sniff_raw.get("equals", {}).items():
+        equals[k] = tuple(v) if isinstance(v, list) else (v,)
+    prefix: dict[str, tuple[str, ...]] = {}
+    for k, v in sniff_raw.get("prefix", {}).items():
+        prefix[k] = _str_list(v, source, f"sniff.prefix.{k}")
+    sniff = Sniff(
+        required=_str_list(sniff_raw.get("required", []), source, "sniff.required"),
+        any=_str_list(sniff_raw.get("any", []), source, "sniff.any"),
+        equals=equals, prefix=prefix,
+    )
+
+    rejects_raw = data.get("reject", [])
+    _expect(isinstance(rejects_raw, list), "[[reject]] must be an array of tables", source,
+            "reject")
+    rejects = []
+    for i, item in enumerate(rejects_raw):
+        _expect(isinstance(item, dict) and set(item) == {"when", "reason"},
+                "each [[reject]] needs exactly `when` (SQL) and `reason`", source, f"reject[{i}]")
+        rejects.append(RejectCheck(when=item["when"], reason=item["reason"]))
+
+    provides = data.get("provides", {})
+    _expect(isinstance(provides, dict) and not (set(provides) - PROVIDES_KEYS),
+            f"[provides] accepts {sorted(PROVIDES_KEYS)}", source, "provides")
+
+    return Mapping(
+        name=name, title=str(data.get("title", name)),
+        description=str(data.get("description", "")).strip(), source=source,
+        record=record, columns=dict(columns), extra=dict(extra), sniff=sniff,
+        wrappers=wrappers, rejects=tuple(rejects),
+        provides={k: str(v) for k, v in provides.items()}, builtin=builtin,
+    )

@@ -1,0 +1,107 @@
+"""DuckDB macros that mappings and rules call by name.
+
+Mappings are SQL, but the parts every format needs (fingerprinting, JWT decoding, time
+parsing, fingerprint normalisation) live here once, so a mapping reads like a field list and
+a rule stays portable: on another engine only these macros need a port.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from .redact import sql_redact_expr
+
+# Each entry: (name, parameters, body). Bodies must not raise on hostile input: every parse
+# is wrapped in TRY or a TRY_ variant so one odd record cannot fail a whole file.
+MACROS: tuple[tuple[str, str, str], ...] = (
+    # base64url without padding of raw bytes given as hex.
+    ("tt_hex_b64url", "h",
+     "rtrim(replace(replace(to_base64(unhex(h)), '+', '-'), '/', '_'), '=')"),
+    # The token fingerprint: base64url(SHA-256(token)), i.e. the DPoP `ath` value.
+    ("tt_fp", "tok", "CASE WHEN tok IS NULL OR tok = '' THEN NULL ELSE tt_hex_b64url(sha256(tok)) END"),
+    # A certificate thumbprint in any common spelling (hex, colon hex, base64, base64url)
+    # normalised to the base64url form RFC 8705 uses in cnf.x5t#S256.
+    ("tt_x5t", "v",
+     "CASE WHEN v IS NULL OR trim(v) IN ('', '-') THEN NULL "
+     "WHEN regexp_full_match(replace(trim(v), ':', ''), '[0-9A-Fa-f]{64}') "
+     "THEN tt_hex_b64url(lower(replace(trim(v), ':', ''))) "
+     "ELSE rtrim(replace(replace(trim(v), '+', '-'), '/', '_'), '=') END"),
+    # Decode base64url text (padding optional) to VARCHAR, NULL when it is not valid.
+    ("tt_b64url_text", "s",
+     "TRY(decode(from_base64(replace(replace(s, '-', '+'), '_', '/') "
+     "|| repeat('=', (4 - length(s) % 4) % 4))))"),
+    # The credential part of an Authorization header value ("Bearer x", "DPoP x", or bare x).
+    ("tt_auth_token", "h",
+     "CASE WHEN h IS NULL OR trim(h) IN ('', '-') THEN NULL "
+     "WHEN regexp_matches(trim(h), '^[A-Za-z][A-Za-z0-9_-]*\\s+\\S') "
+     "THEN nullif(trim(regexp_extract(trim(h), '^[A-Za-z][A-Za-z0-9_-]*\\s+(.*)$', 1)), '') "
+     "ELSE trim(h) END"),
+    ("tt_auth_scheme", "h",
+     "CASE WHEN h IS NULL OR trim(h) IN ('', '-') THEN NULL "
+     "WHEN regexp_matches(trim(h), '^[A-Za-z][A-Za-z0-9_-]*\\s+\\S') "
+     "THEN CASE lower(regexp_extract(trim(h), '^([A-Za-z][A-Za-z0-9_-]*)', 1)) "
+     "WHEN 'bearer' THEN 'Bearer' WHEN 'dpop' THEN 'DPoP' WHEN 'basic' THEN 'Basic' "
+     "ELSE regexp_extract(trim(h), '^([A-Za-z][A-Za-z0-9_-]*)', 1) END END"),
+    # Claims of a compact JWS (unverified): NULL for opaque tokens and for garbage.
+    ("tt_jwt_claims", "tok",
+     "CASE WHEN tok IS NOT NULL "
+     "AND regexp_full_match(tok, '[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*') "
+     "THEN tt_json_object(tt_b64url_text(split_part(tok, '.', 2))) END"),
+    # Text that is a JSON object, as JSON; anything else (invalid, array, scalar) as NULL.
+    ("tt_json_object", "t",
+     "CASE WHEN json_valid(t) AND json_type(t) = 'OBJECT' THEN json(t) END"),
+    # The first JWT-looking substring of free text.
+    ("tt_find_jwt", "s",
+     "nullif(regexp_extract(s, 'eyJ[A-Za-z0-9_-]+\\.eyJ[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*'), '')"),
+    # Timestamps: ISO-8601 text, epoch seconds or epoch milliseconds.
+    ("tt_ts", "v", "TRY_CAST(nullif(trim(CAST(v AS VARCHAR)), '') AS TIMESTAMPTZ)"),
+    ("tt_epoch", "v",
+     "CASE WHEN TRY_CAST(v AS DOUBLE) IS NULL THEN NULL "
+     "WHEN TRY_CAST(v AS DOUBLE) > 100000000000 THEN TRY(to_timestamp(TRY_CAST(v AS DOUBLE) / 1000)) "
+     "ELSE TRY(to_timestamp(TRY_CAST(v AS DOUBLE))) END"),
+    ("tt_epoch_ms", "v", "TRY(to_timestamp(TRY_CAST(v AS DOUBLE) / 1000))"),
+    # A JSON value that is a string or an array of strings, as VARCHAR[].
+    ("tt_str_list", "j",
+     "CASE WHEN j IS NULL OR TRY(json_type(j)) IS NULL OR json_type(j) = 'NULL' THEN NULL "
+     "WHEN json_type(j) = 'ARRAY' THEN TRY(CAST(json_transform(j, '[\"VARCHAR\"]') AS VARCHAR[])) "
+     "WHEN json_type(j) = 'VARCHAR' THEN [json_extract_string(j, '$')] "
+     "ELSE [CAST(j AS VARCHAR)] END"),
+    # Scopes given as a space/comma separated string or an array.
+    ("tt_scopes", "j",
+     "CASE TRY(json_type(j)) WHEN 'ARRAY' THEN TRY(CAST(json_transform(j, '[\"VARCHAR\"]') AS VARCHAR[])) "
+     "WHEN 'VARCHAR' THEN tt_split_scopes(json_extract_string(j, '$')) END"),
+    ("tt_split_scopes", "s",
+     "CASE WHEN s IS NULL OR trim(s) = '' THEN NULL "
+     "ELSE list_filter(regexp_split_to_array(trim(s), '[\\s,]+'), lambda x: x <> '') END"),
+    # RFC 8693 act chain, current actor first, from a claims object (nested act).
+    ("tt_act_chain", "c",
+     "CASE WHEN c IS NULL OR TRY(json_type(c, '$.act')) IS NULL THEN NULL ELSE list_filter(["
+     + ", ".join(
+         "json_extract_string(c, '$" + ".act" * depth + ".sub')" for depth in range(1, 9)
+     )
+     + "], lambda x: x IS NOT NULL) END"),
+    # IP address from "ip", "ip:port", "[v6]:port"; "-" and empty become NULL.
+    ("tt_ip", "v",
+     "CASE WHEN v IS NULL OR trim(v) IN ('', '-') THEN NULL "
+     "WHEN starts_with(trim(v), '[') THEN regexp_extract(trim(v), '^\\[([^\\]]+)\\]', 1) "
+     "WHEN regexp_matches(trim(v), '^[^:]+:[0-9]+$') THEN split_part(trim(v), ':', 1) "
+     "ELSE trim(v) END"),
+    # The first address of an X-Forwarded-For style list.
+    ("tt_first_ip", "v", "tt_ip(split_part(v, ',', 1))"),
+    # A user agent's product name without version ("python-requests/2.31" -> python-requests).
+    ("tt_ua_family", "ua",
+     "nullif(lower(regexp_extract(trim(ua), '^([A-Za-z][A-Za-z0-9._+-]*)', 1)), '')"),
+    # The SPIFFE ID among comma-joined URI SANs.
+    ("tt_spiffe", "v",
+     "nullif(regexp_extract(v, '(spiffe://[^,\\s]+)', 1), '')"),
+    ("tt_nullif_dash", "v", "CASE WHEN trim(CAST(v AS VARCHAR)) IN ('', '-') THEN NULL ELSE CAST(v AS VARCHAR) END"),
+    # Token redaction applied to anything stored from a log (see redact.py).
+    ("tt_redact", "s", sql_redact_expr("s")),
+    ("tt_redact_strict", "s", sql_redact_expr("s", strict=True)),
+)
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the macros as TEMP macros: they belong to the engine version, not to the case."""
+    for name, params, body in MACROS:
+        con.execute(f"CREATE OR REPLACE TEMP MACRO {name}({params}) AS ({body})")
