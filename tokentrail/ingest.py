@@ -158,7 +158,8 @@ def _salvage_document(src: SourceFile, workdir: str) -> tuple[str, int, str | No
             try:
                 value, pos = decoder.raw_decode(text, pos)
             except ValueError:
-                reason = f"malformed JSON after record {count}"
+                damage = "malformed" if text.rstrip().endswith(("]", "}")) else "truncated"
+                reason = f"JSON document {damage} after record {count}; the rest is lost"
                 break
             out.write(json.dumps(value, ensure_ascii=False) + "\n")
             count += 1
@@ -230,8 +231,9 @@ class Ingestor:
             return result
         result.format, result.container = mapping.name, sniffed.container
         try:
+            reader, salvage_reason = self._reader(src, sniffed, workdir)
             with self.case.transaction():
-                self._load(src, sniffed, mapping, result, workdir)
+                self._load(src, reader, salvage_reason, mapping, result)
         except TokentrailError:
             raise
         except duckdb.Error as exc:
@@ -245,21 +247,29 @@ class Ingestor:
                 else "no records")
         return result
 
-    def _load(self, src: SourceFile, sniffed: Sniffed, mapping: Mapping, result: FileResult,
-              workdir: str) -> None:
+    def _reader(self, src: SourceFile, sniffed: Sniffed,
+                workdir: str) -> tuple[Reader, str | None]:
+        """The reader for this file; a document DuckDB cannot parse is salvaged first.
+
+        Probed outside the file's transaction: a failed read would abort it.
+        """
+        compression = "gzip" if src.gzip else "none"
+        reader = Reader(src.path, sniffed.container, compression, sniffed.wrapper_key)
+        if sniffed.container == "lines":
+            return reader, None
+        try:
+            self.case.con.execute(f"SELECT count(*) FROM ({reader.sql()})").fetchall()
+            return reader, None
+        except duckdb.Error:
+            path, _, reason = _salvage_document(src, workdir)
+            return Reader(path, "lines", "none"), reason
+
+    def _load(self, src: SourceFile, reader: Reader, salvage_reason: str | None,
+              mapping: Mapping, result: FileResult) -> None:
         con = self.case.con
         sid = src.source_id
         for table in ("events", "rejects", "sources"):
             con.execute(f"DELETE FROM {table} WHERE source_id = ?", [sid])
-        compression = "gzip" if src.gzip else "none"
-        salvage_reason: str | None = None
-        reader = Reader(src.path, sniffed.container, compression, sniffed.wrapper_key)
-        if sniffed.container != "lines":
-            try:
-                con.execute(f"SELECT count(*) FROM ({reader.sql()})").fetchall()
-            except duckdb.Error:
-                path, _, salvage_reason = _salvage_document(src, workdir)
-                reader = Reader(path, "lines", "none")
         records: int | None = None
         csv_rejects: list[tuple[int, str, str | None]] = []
         if reader.container == "lines":

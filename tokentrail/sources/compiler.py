@@ -55,7 +55,8 @@ class Reader:
     def lines_sql(self) -> str:
         return (
             f"read_csv({lit(self.path)}, columns={{'raw': 'VARCHAR'}}, delim='\\0', quote='', "
-            f"escape='', header=false, auto_detect=false, new_line='\\n', "
+            f"escape='', header=false, auto_detect=false, new_line='\\r\\n', "
+            f"strict_mode=false, "
             f"compression={lit(self.compression)}, max_line_size={MAX_LINE_BYTES}, "
             f"store_rejects=true, ignore_errors=true, rejects_table={lit(self.rejects_table)}, "
             f"rejects_scan={lit(self.rejects_table + '_scan')})"

@@ -1,0 +1,73 @@
+"""The `tokentrail` command: a thin click layer over the library.
+
+Exit codes: 0 done; 1 findings at or above --fail-on; 2 usage error; 3 input error
+(unreadable file, bad mapping, no usable events, case in use); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import ExitCode, TokentrailError
+from ..redact import redact_text
+from ..output import sanitize_terminal
+from .formats_cmd import formats_cmd
+from .ingest_cmd import ingest_cmd
+from .query_cmd import query_cmd
+
+EPILOG = """\b
+Examples:
+  tokentrail ingest sample-logs/                 # build ./tokentrail.duckdb
+  tokentrail query "select * from v_token_holders where holders > 1"
+  zcat trail.json.gz | tokentrail ingest - --format cloudtrail
+  tokentrail formats
+
+\b
+Exit codes:
+  0 done   1 findings at/above --fail-on   2 usage error
+  3 input error (unreadable file, bad mapping, no usable events, case in use)
+  130 interrupted
+
+NO_COLOR disables colour; progress goes to stderr, data to stdout.
+"""
+
+
+class TokentrailGroup(click.Group):
+    """Maps library errors to exit codes in one place; no traceback for user mistakes."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("standalone_mode", True)
+        try:
+            return super().main(*args, **kwargs)
+        except TokentrailError as exc:  # pragma: no cover - invoke() handles them
+            click.echo(f"error: {sanitize_terminal(redact_text(str(exc)))}", err=True)
+            sys.exit(int(exc.exit_code))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TokentrailError as exc:
+            click.echo(f"error: {sanitize_terminal(redact_text(str(exc)))}", err=True)
+            ctx.exit(int(exc.exit_code))
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(int(ExitCode.INTERRUPTED))
+
+
+@click.group(cls=TokentrailGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tokentrail")
+def main() -> None:
+    """Follow bearer tokens across gateway, IdP, cloud and cluster logs.
+
+    Ingest logs into a DuckDB case, fingerprint every token (base64url SHA-256, the DPoP `ath`
+    value; raw tokens are never stored or printed), and see who held each token.
+    """
+
+
+main.add_command(ingest_cmd)
+main.add_command(query_cmd)
+main.add_command(formats_cmd)

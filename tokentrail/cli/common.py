@@ -1,0 +1,106 @@
+"""Shared CLI plumbing: consoles, output options, safe tables, progress."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..output import ROW_FORMATS, cell_text, sanitize_terminal, write_rows
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _no_color() -> bool:
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def stdout_console() -> Console:
+    return Console(file=sys.stdout, no_color=_no_color(), highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(file=sys.stderr, no_color=_no_color(), highlight=False, stderr=True)
+
+
+def say(message: str) -> None:
+    """A diagnostic line on stderr (never stdout, which carries data)."""
+    click.echo(sanitize_terminal(message), err=True)
+
+
+db_option = click.option(
+    "--db", "db", metavar="FILE", envvar="TOKENTRAIL_DB", show_envvar=True,
+    help="Case database (default: $TOKENTRAIL_DB, else ./tokentrail.duckdb).",
+)
+
+
+def output_options(func: F) -> F:
+    """--format and -o, shared by every command that prints rows."""
+    func = click.option(
+        "-o", "--output", "output", metavar="FILE", default="-", show_default=True,
+        help="Write to FILE instead of stdout ('-').",
+    )(func)
+    func = click.option(
+        "--format", "fmt", type=click.Choice(ROW_FORMATS), default="table", show_default=True,
+        help="Output format.",
+    )(func)
+    return func
+
+
+@contextmanager
+def open_output(path: str) -> Iterator[Any]:
+    """stdout for '-', else a file written atomically (no half-written report on error)."""
+    if path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def emit_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, output: str,
+              *, title: str | None = None) -> None:
+    with open_output(output) as stream:
+        if fmt == "table":
+            table = Table(title=title, show_lines=False, header_style="bold")
+            for c in columns:
+                table.add_column(cell_text(c), overflow="fold")
+            for row in rows:
+                table.add_row(*[cell_text(v) for v in row])
+            console = Console(file=stream, no_color=_no_color() or stream is not sys.stdout,
+                              highlight=False, width=None if stream is sys.stdout else 200)
+            console.print(table)
+        else:
+            write_rows(columns, rows, fmt, stream)
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A byte progress bar on stderr, only for a terminal and without --quiet."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                        TimeElapsedColumn(), console=stderr_console(), transient=True)
+    task = progress.add_task("ingest", total=None)
+
+    def update(name: str, done: int, total: int) -> None:
+        label = sanitize_terminal(name)[-40:] if name else "done"
+        progress.update(task, description=label, completed=done, total=total or None)
+
+    with progress:
+        yield update
