@@ -275,7 +275,7 @@ class Ingestor:
         if reader.container == "lines":
             _drop_csv_rejects(con, reader.rejects_table)
             counted = con.execute(
-                f"SELECT count(*) FROM ({reader.sql()}) WHERE raw IS NOT NULL AND trim(raw) <> ''"
+                f"SELECT count(*) FROM ({reader.sql()}) WHERE raw IS NOT NULL AND NOT regexp_full_match(raw, '\\s*')"
             ).fetchone()
             records = int(counted[0]) if counted else 0
             csv_rejects = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import duckdb
 
-from .redact import sql_redact_expr
+from .redact import REDACT_TRIGGER_SQL, sql_redact_expr
 
 # Each entry: (name, parameters, body). Bodies must not raise on hostile input: every parse
 # is wrapped in TRY or a TRY_ variant so one odd record cannot fail a whole file.
@@ -54,49 +54,60 @@ MACROS: tuple[tuple[str, str, str], ...] = (
     ("tt_find_jwt", "s",
      "nullif(regexp_extract(s, 'eyJ[A-Za-z0-9_-]+\\.eyJ[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*'), '')"),
     # Timestamps: ISO-8601 text, epoch seconds or epoch milliseconds.
-    ("tt_ts", "v", "TRY_CAST(nullif(trim(CAST(v AS VARCHAR)), '') AS TIMESTAMPTZ)"),
+    ("tt_ts", "v", "TRY_CAST(CAST(v AS VARCHAR) AS TIMESTAMPTZ)"),
     ("tt_epoch", "v",
      "CASE WHEN TRY_CAST(v AS DOUBLE) IS NULL THEN NULL "
      "WHEN TRY_CAST(v AS DOUBLE) > 100000000000 THEN TRY(to_timestamp(TRY_CAST(v AS DOUBLE) / 1000)) "
      "ELSE TRY(to_timestamp(TRY_CAST(v AS DOUBLE))) END"),
     ("tt_epoch_ms", "v", "TRY(to_timestamp(TRY_CAST(v AS DOUBLE) / 1000))"),
     # A JSON value that is a string or an array of strings, as VARCHAR[].
+    # JSON values here are DuckDB's compact JSON text, so the first character tells the type
+    # without a parse.
     ("tt_str_list", "j",
-     "CASE WHEN j IS NULL OR TRY(json_type(j)) IS NULL OR json_type(j) = 'NULL' THEN NULL "
-     "WHEN json_type(j) = 'ARRAY' THEN TRY(CAST(json_transform(j, '[\"VARCHAR\"]') AS VARCHAR[])) "
-     "WHEN json_type(j) = 'VARCHAR' THEN [json_extract_string(j, '$')] "
+     "CASE WHEN j IS NULL THEN NULL "
+     "WHEN starts_with(j, '[') THEN TRY(CAST(json_transform(j, '[\"VARCHAR\"]') AS VARCHAR[])) "
+     "WHEN starts_with(j, '\"') THEN [json_extract_string(j, '$')] "
+     "WHEN j = 'null' THEN NULL "
      "ELSE [CAST(j AS VARCHAR)] END"),
     # Scopes given as a space/comma separated string or an array.
     ("tt_scopes", "j",
-     "CASE TRY(json_type(j)) WHEN 'ARRAY' THEN TRY(CAST(json_transform(j, '[\"VARCHAR\"]') AS VARCHAR[])) "
-     "WHEN 'VARCHAR' THEN tt_split_scopes(json_extract_string(j, '$')) END"),
+     "CASE WHEN j IS NULL THEN NULL "
+     "WHEN starts_with(j, '[') THEN TRY(CAST(json_transform(j, '[\"VARCHAR\"]') AS VARCHAR[])) "
+     "WHEN starts_with(j, '\"') THEN tt_split_scopes(json_extract_string(j, '$')) END"),
     ("tt_split_scopes", "s",
      "CASE WHEN s IS NULL OR trim(s) = '' THEN NULL "
      "ELSE list_filter(regexp_split_to_array(trim(s), '[\\s,]+'), lambda x: x <> '') END"),
-    # RFC 8693 act chain, current actor first, from a claims object (nested act).
-    ("tt_act_chain", "c",
-     "CASE WHEN c IS NULL OR TRY(json_type(c, '$.act')) IS NULL THEN NULL ELSE list_filter(["
+    # RFC 8693 act chain, current actor first, from the `act` claim (nested act objects).
+    ("tt_act_chain", "act",
+     "list_filter(["
      + ", ".join(
-         "json_extract_string(c, '$" + ".act" * depth + ".sub')" for depth in range(1, 9)
+         "json_extract_string(act, '$" + ".act" * depth + ".sub')" for depth in range(0, 8)
      )
-     + "], lambda x: x IS NOT NULL) END"),
+     + "], lambda x: x IS NOT NULL)"),
     # IP address from "ip", "ip:port", "[v6]:port"; "-" and empty become NULL.
     ("tt_ip", "v",
-     "CASE WHEN v IS NULL OR trim(v) IN ('', '-') THEN NULL "
-     "WHEN starts_with(trim(v), '[') THEN regexp_extract(trim(v), '^\\[([^\\]]+)\\]', 1) "
-     "WHEN regexp_matches(trim(v), '^[^:]+:[0-9]+$') THEN split_part(trim(v), ':', 1) "
-     "ELSE trim(v) END"),
+     "CASE WHEN v IS NULL OR v IN ('', '-') THEN NULL "
+     "WHEN starts_with(v, '[') THEN nullif(split_part(substr(v, 2), ']', 1), '') "
+     "WHEN contains(v, ':') AND length(v) - length(replace(v, ':', '')) = 1 "
+     "THEN split_part(v, ':', 1) "
+     "ELSE v END"),
     # The first address of an X-Forwarded-For style list.
     ("tt_first_ip", "v", "tt_ip(split_part(v, ',', 1))"),
     # A user agent's product name without version ("python-requests/2.31" -> python-requests).
     ("tt_ua_family", "ua",
-     "nullif(lower(regexp_extract(trim(ua), '^([A-Za-z][A-Za-z0-9._+-]*)', 1)), '')"),
+     "CASE WHEN ua IS NULL OR ua IN ('', '-') THEN NULL "
+     "ELSE nullif(lower(split_part(split_part(split_part(ltrim(ua), '/', 1), ' ', 1), ';', 1)), '') END"),
     # The SPIFFE ID among comma-joined URI SANs.
     ("tt_spiffe", "v",
-     "nullif(regexp_extract(v, '(spiffe://[^,\\s]+)', 1), '')"),
-    ("tt_nullif_dash", "v", "CASE WHEN trim(CAST(v AS VARCHAR)) IN ('', '-') THEN NULL ELSE CAST(v AS VARCHAR) END"),
+     "CASE WHEN v IS NULL OR NOT contains(v, 'spiffe://') THEN NULL "
+     "WHEN starts_with(v, 'spiffe://') AND NOT contains(v, ',') THEN v "
+     "ELSE nullif(regexp_extract(v, '(spiffe://[^,\\s]+)', 1), '') END"),
+    ("tt_nullif_dash", "v",
+     "CASE WHEN CAST(v AS VARCHAR) IN ('', '-') THEN NULL ELSE CAST(v AS VARCHAR) END"),
     # Token redaction applied to anything stored from a log (see redact.py).
-    ("tt_redact", "s", sql_redact_expr("s")),
+    ("tt_redact", "s",
+     f"CASE WHEN s IS NULL OR NOT regexp_matches(s, {REDACT_TRIGGER_SQL}) THEN s "
+     f"ELSE {sql_redact_expr('s')} END"),
     ("tt_redact_strict", "s", sql_redact_expr("s", strict=True)),
 )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..redact import EXCERPT_CHARS
+from ..redact import EXCERPT_CHARS, REDACT_TRIGGER_SQL
 from ..schema import EVENT_COLUMNS
 from .mapping import Mapping
 
@@ -27,7 +27,7 @@ MAX_DOCUMENT_BYTES = 1 << 30
 CLAIMS_STRUCT = (
     '{"jti":"VARCHAR","uti":"VARCHAR","iss":"VARCHAR","sub":"VARCHAR","azp":"VARCHAR",'
     '"client_id":"VARCHAR","cid":"VARCHAR","appid":"VARCHAR","aud":"JSON","scope":"JSON",'
-    '"scp":"JSON","cnf":{"jkt":"VARCHAR","x5t#S256":"VARCHAR"},"iat":"DOUBLE","nbf":"DOUBLE",'
+    '"scp":"JSON","act":"JSON","cnf":{"jkt":"VARCHAR","x5t#S256":"VARCHAR"},"iat":"DOUBLE","nbf":"DOUBLE",'
     '"exp":"DOUBLE","sid":"VARCHAR"}'
 )
 
@@ -104,8 +104,8 @@ def _mapped_exprs(mapping: Mapping) -> list[str]:
     out.append(f"TRY(tt_auth_scheme(CAST(({raw_token}) AS VARCHAR))) AS m_scheme" if raw_token
                else "CAST(NULL AS VARCHAR) AS m_scheme")
     claims = mapping.columns.get("claims")
-    out.append(f"TRY(tt_json_object(CAST(({claims}) AS VARCHAR))) AS m_claims" if claims
-               else "CAST(NULL AS JSON) AS m_claims")
+    out.append(f"TRY(CAST(({claims}) AS VARCHAR)) AS m_claims" if claims
+               else "CAST(NULL AS VARCHAR) AS m_claims")
     workload = mapping.columns.get("workload")
     out.append(f"TRY_CAST(TRY({workload}) AS VARCHAR) AS m_workload" if workload
                else "CAST(NULL AS VARCHAR) AS m_workload")
@@ -133,7 +133,8 @@ def _final_exprs(source_id: str, fmt: str) -> list[str]:
         "client_id": f"coalesce(m_client_id, {c}.azp, {c}.client_id, {c}.cid, {c}.appid)",
         "audience": f"coalesce(m_audience, tt_str_list({c}.aud))",
         "scopes": f"coalesce(m_scopes, tt_scopes({c}.scope), tt_scopes({c}.scp))",
-        "act_chain": "coalesce(m_act_chain, nullif(tt_act_chain(_claims), []))",
+        "act_chain": f"coalesce(m_act_chain, CASE WHEN {c}.act IS NOT NULL "
+                     f"THEN nullif(tt_act_chain({c}.act), []) END)",
         "cnf_jkt": f"coalesce(m_cnf_jkt, {c}.cnf.jkt)",
         "cnf_x5t": f"coalesce(tt_x5t(m_cnf_x5t), {c}.cnf.\"x5t#S256\")",
         "auth_scheme": "coalesce(m_auth_scheme, m_scheme)",
@@ -142,30 +143,18 @@ def _final_exprs(source_id: str, fmt: str) -> list[str]:
         "iat": f"coalesce(m_iat, tt_epoch({c}.iat))",
         "nbf": f"coalesce(m_nbf, tt_epoch({c}.nbf))",
         "exp": f"coalesce(m_exp, tt_epoch({c}.exp))",
-        "claims_verified": "CASE WHEN _claims IS NULL THEN NULL ELSE coalesce(m_claims_verified, false) END",
+        "claims_verified": f"CASE WHEN {c} IS NULL THEN NULL ELSE coalesce(m_claims_verified, false) END",
         "raw_token_logged": "coalesce(m_raw_token_logged, m_tok IS NOT NULL)",
-        "extra": "CASE WHEN m_extra_obj IS NULL THEN NULL "
-                 "ELSE CAST(tt_redact(CAST(m_extra_obj AS VARCHAR)) AS JSON) END",
+        "holder_id": "m_holder_id",
+        "holder_tier": "m_holder_tier",
+        # Cast back to JSON (a parse) only for the few objects the redaction touched.
+        "extra": f"CASE WHEN m_extra_obj IS NULL THEN NULL "
+                 f"WHEN regexp_matches(CAST(m_extra_obj AS VARCHAR), {REDACT_TRIGGER_SQL}) "
+                 f"THEN CAST(tt_redact(CAST(m_extra_obj AS VARCHAR)) AS JSON) ELSE m_extra_obj END",
     }
     token_id = derived["token_id"]
     token_fp = derived["token_fp"]
     derived["token_key"] = f"coalesce(m_token_key, {token_id}, 'fp:' || {token_fp})"
-    x5t = "tt_x5t(m_peer_x5t)"
-    ua = "tt_ua_family(m_user_agent)"
-    derived["holder_tier"] = (
-        "coalesce(m_holder_tier, CASE WHEN m_peer_spiffe IS NOT NULL THEN 'spiffe' "
-        f"WHEN {x5t} IS NOT NULL THEN 'mtls' WHEN m_proof_jkt IS NOT NULL THEN 'dpop' "
-        "WHEN m_workload IS NOT NULL OR m_agent IS NOT NULL THEN 'workload' "
-        "WHEN m_src_ip IS NOT NULL THEN 'network' END)"
-    )
-    derived["holder_id"] = (
-        "coalesce(m_holder_id, CASE WHEN m_peer_spiffe IS NOT NULL THEN m_peer_spiffe "
-        f"WHEN {x5t} IS NOT NULL THEN 'x5t:' || {x5t} "
-        "WHEN m_proof_jkt IS NOT NULL THEN 'jkt:' || m_proof_jkt "
-        "WHEN m_workload IS NOT NULL THEN m_workload "
-        "WHEN m_agent IS NOT NULL THEN 'agent:' || m_agent "
-        f"WHEN m_src_ip IS NOT NULL THEN 'ip:' || m_src_ip || coalesce('/' || {ua}, '') END)"
-    )
     out = []
     for name, typ, _ in EVENT_COLUMNS:
         expr = derived.get(name, f"m_{name}")
@@ -173,6 +162,25 @@ def _final_exprs(source_id: str, fmt: str) -> list[str]:
             expr = f"tt_redact({expr})"
         out.append(f"CAST({expr} AS {typ}) AS {name}")
     return out
+
+
+# Holder from the strongest presenter evidence; evaluated over the final columns (see DESIGN.md,
+# "Tokens and holders"). Never from the token's own claims.
+HOLDER_TIER_SQL = (
+    "coalesce(holder_tier, CASE WHEN peer_spiffe IS NOT NULL THEN 'spiffe' "
+    "WHEN peer_x5t IS NOT NULL THEN 'mtls' WHEN proof_jkt IS NOT NULL THEN 'dpop' "
+    "WHEN _workload IS NOT NULL OR agent IS NOT NULL THEN 'workload' "
+    "WHEN src_ip IS NOT NULL THEN 'network' END)"
+)
+HOLDER_ID_SQL = (
+    "coalesce(holder_id, CASE WHEN peer_spiffe IS NOT NULL THEN peer_spiffe "
+    "WHEN peer_x5t IS NOT NULL THEN 'x5t:' || peer_x5t "
+    "WHEN proof_jkt IS NOT NULL THEN 'jkt:' || proof_jkt "
+    "WHEN _workload IS NOT NULL THEN _workload "
+    "WHEN agent IS NOT NULL THEN 'agent:' || agent "
+    "WHEN src_ip IS NOT NULL THEN 'ip:' || src_ip || coalesce('/' || tt_ua_family(user_agent), '') "
+    "END)"
+)
 
 
 def compile_pipeline(mapping: Mapping, reader: Reader, *, source_id: str) -> str:
@@ -183,32 +191,29 @@ def compile_pipeline(mapping: Mapping, reader: Reader, *, source_id: str) -> str
         f" WHEN TRY({chk.when}) THEN {lit(chk.reason)}" for chk in mapping.rejects
     )
     return f"""
-SELECT *, CASE WHEN NOT _valid THEN 'invalid JSON'
-               WHEN NOT _obj THEN 'not a JSON object'
+SELECT * REPLACE ({HOLDER_ID_SQL} AS holder_id, {HOLDER_TIER_SQL} AS holder_tier),
+       CASE WHEN r_missing THEN (CASE WHEN json_valid(raw) THEN 'not a JSON object'
+                                         ELSE 'invalid JSON' END)
                WHEN ts IS NULL THEN 'no usable timestamp'{checks}
           END AS _reason
 FROM (
-  SELECT line, raw, _valid, _obj,
+  SELECT line, raw, r_missing, m_workload AS _workload,
        {final}
   FROM (
-    SELECT *, TRY(json_transform(_claims, {lit(CLAIMS_STRUCT)})) AS _c
+    SELECT *, CASE WHEN regexp_matches(_claims, '^\\s*\\{{')
+                   THEN TRY(json_transform(_claims, {lit(CLAIMS_STRUCT)})) END AS _c
     FROM (
       SELECT *, coalesce(m_claims, TRY(tt_jwt_claims(m_tok))) AS _claims
       FROM (
-        SELECT line, raw, _valid, _obj,
+        SELECT line, raw, r IS NULL AS r_missing,
        {mapped}
         FROM (
-          SELECT line, raw, _valid, _obj,
-                 CASE WHEN _obj THEN json_transform(raw, {lit(mapping.structure_json)}) END AS r
-          FROM (
-            SELECT line, raw, _valid,
-                   CASE WHEN _valid THEN json_type(raw) = 'OBJECT' ELSE false END AS _obj
-            FROM (
-              SELECT line, raw, json_valid(raw) AS _valid
-              FROM ({reader.sql()})
-              WHERE raw IS NOT NULL AND trim(raw) <> ''
-            )
-          )
+          SELECT line, raw,
+                 CASE WHEN regexp_matches(raw, '^\\s*\\{{')
+                      THEN TRY(json_transform(raw, {lit(mapping.structure_json)})) END AS r
+          FROM ({reader.sql()})
+          -- regexes, not trim(): trim copies every (long) line
+          WHERE raw IS NOT NULL AND NOT regexp_full_match(raw, '\\s*')
         )
       )
     )
