@@ -180,3 +180,18 @@ def test_case_schema_is_versioned_and_foreign_databases_are_refused(tmp_path):
     other.close()
     with pytest.raises(CaseError, match="not a tokentrail case"):
         Case(tmp_path / "other.duckdb")
+
+
+def test_truncated_gzip_keeps_the_lines_before_the_damage(case, tmp_path):
+    body = "".join(json.dumps(envoy(i % 60, request_id=f"r{i}")) + "\n" for i in range(2000))
+    blob = gzip.compress(body.encode())
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    report = ingest(case, [str(path)], format_name="envoy")
+    f = report.files[0]
+    assert f.status == "ingested" and 0 < f.events < 2000
+    _, rej = case.query("select reason from rejects")
+    assert any("damaged" in r[0] for r in rej)
+    # nothing partial: every stored event is a whole record of the original
+    _, rows = case.query("select count(*) from events where request_id is null")
+    assert rows == [(0,)]

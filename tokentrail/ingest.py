@@ -123,28 +123,16 @@ def _salvage_document(src: SourceFile, workdir: str) -> tuple[str, int, str | No
     Returns (path of the JSON Lines file, elements recovered, reason the rest was lost).
     Only for broken files, so a Python pass over their records is acceptable here.
     """
-    import gzip
-
-    opener = gzip.open if src.gzip else open
-    try:
-        with opener(src.path, "rb") as fh:
-            data = fh.read()
-    except (OSError, EOFError) as exc:
-        # A truncated gzip still yields what was decompressed before the damage.
-        data = b""
-        reason = f"file damaged: {exc}"
-        out = os.path.join(workdir, "salvage.jsonl")
-        open(out, "wb").close()
-        return out, 0, reason
+    data, damage = _read_damaged(src)
     text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
     decoder = json.JSONDecoder()
     start = text.find("[")
     out_path = os.path.join(workdir, "salvage.jsonl")
     count = 0
-    reason: str | None = None
+    reason: str | None = damage
     with open(out_path, "w", encoding="utf-8") as out:
         if start < 0:
-            return out_path, 0, "not a JSON array"
+            return out_path, 0, damage or "not a JSON array"
         pos = start + 1
         n = len(text)
         while True:
@@ -158,12 +146,51 @@ def _salvage_document(src: SourceFile, workdir: str) -> tuple[str, int, str | No
             try:
                 value, pos = decoder.raw_decode(text, pos)
             except ValueError:
-                damage = "malformed" if text.rstrip().endswith(("]", "}")) else "truncated"
-                reason = f"JSON document {damage} after record {count}; the rest is lost"
+                how = "malformed" if text.rstrip().endswith(("]", "}")) else "truncated"
+                reason = (damage + "; " if damage else "") + (
+                    f"JSON document {how} after record {count}; the rest is lost")
                 break
             out.write(json.dumps(value, ensure_ascii=False) + "\n")
             count += 1
     return out_path, count, reason
+
+
+def _read_damaged(src: SourceFile) -> tuple[bytes, str | None]:
+    """All bytes that can be read; for a damaged gzip, everything that decompressed before
+    the damage (a streaming inflater keeps output a whole-chunk reader would drop)."""
+    import zlib
+
+    if not src.gzip:
+        with open(src.path, "rb") as fh:
+            return fh.read(), None
+    out: list[bytes] = []
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        with open(src.path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                while chunk:
+                    out.append(inflater.decompress(chunk))
+                    chunk = b""
+                    if inflater.eof and inflater.unused_data:  # next gzip member
+                        chunk = inflater.unused_data
+                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if not inflater.eof:
+            return b"".join(out), "file damaged (gzip stream ends early)"
+    except zlib.error as exc:
+        return b"".join(out), f"file damaged ({exc})"
+    return b"".join(out), None
+
+
+def _salvage_gzip_lines(src: SourceFile, workdir: str) -> tuple[Reader, str | None]:
+    data, damage = _read_damaged(src)
+    path = os.path.join(workdir, "salvage-lines.jsonl")
+    if damage and not data.endswith(b"\n"):
+        # the last line was cut by the damage: keep it out, it would be a partial record
+        data = data[: data.rfind(b"\n") + 1]
+        damage += "; the line cut by the damage is lost"
+    with open(path, "wb") as out:
+        out.write(data)
+    return Reader(path, "lines", "none"), damage
 
 
 class Ingestor:
@@ -232,10 +259,16 @@ class Ingestor:
         result.format, result.container = mapping.name, sniffed.container
         try:
             reader, salvage_reason = self._reader(src, sniffed, workdir)
-            with self.case.transaction():
-                self._load(src, reader, salvage_reason, mapping, result)
-        except TokentrailError:
-            raise
+            try:
+                with self.case.transaction():
+                    self._load(src, reader, salvage_reason, mapping, result)
+            except duckdb.Error:
+                if not (src.gzip and reader.container == "lines"):
+                    raise
+                # A damaged gzip: keep every line that decompressed before the damage.
+                reader, salvage_reason = _salvage_gzip_lines(src, workdir)
+                with self.case.transaction():
+                    self._load(src, reader, salvage_reason, mapping, result)
         except duckdb.Error as exc:
             result.status = "failed"
             result.message = "cannot read: " + redact_text(str(exc).splitlines()[0])
@@ -275,7 +308,8 @@ class Ingestor:
         if reader.container == "lines":
             _drop_csv_rejects(con, reader.rejects_table)
             counted = con.execute(
-                f"SELECT count(*) FROM ({reader.sql()}) WHERE raw IS NOT NULL AND NOT regexp_full_match(raw, '\\s*')"
+                f"SELECT count(*) FROM ({reader.sql()}) "
+                "WHERE raw IS NOT NULL AND NOT regexp_full_match(raw, '\\s*')"
             ).fetchone()
             records = int(counted[0]) if counted else 0
             csv_rejects = [

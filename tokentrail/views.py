@@ -19,7 +19,8 @@ VIEWS: dict[str, str] = {
                min(e.ts) AS first_seen,
                max(e.ts) AS last_seen,
                list(DISTINCT e.src_ip ORDER BY e.src_ip) FILTER (WHERE e.src_ip IS NOT NULL) AS src_ips,
-               list(DISTINCT e.resource ORDER BY e.resource) FILTER (WHERE e.resource IS NOT NULL) AS resources,
+               list(DISTINCT e.resource ORDER BY e.resource)
+                   FILTER (WHERE e.resource IS NOT NULL) AS resources,
                list(DISTINCT e.kind ORDER BY e.kind) AS kinds,
                list(DISTINCT e.format ORDER BY e.format) AS formats
         FROM events e

@@ -13,8 +13,8 @@ import click
 
 from .. import __version__
 from ..errors import ExitCode, TokentrailError
-from ..redact import redact_text
 from ..output import sanitize_terminal
+from ..redact import redact_text
 from .formats_cmd import formats_cmd
 from .ingest_cmd import ingest_cmd
 from .query_cmd import query_cmd
@@ -39,19 +39,19 @@ NO_COLOR disables colour; progress goes to stderr, data to stdout.
 class TokentrailGroup(click.Group):
     """Maps library errors to exit codes in one place; no traceback for user mistakes."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
         try:
             return super().main(*args, **kwargs)
         except TokentrailError as exc:  # pragma: no cover - invoke() handles them
-            click.echo(f"error: {sanitize_terminal(redact_text(str(exc)))}", err=True)
+            click.echo(f"error: {sanitize_terminal(redact_text(str(exc), strict=False))}", err=True)
             sys.exit(int(exc.exit_code))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except TokentrailError as exc:
-            click.echo(f"error: {sanitize_terminal(redact_text(str(exc)))}", err=True)
+            click.echo(f"error: {sanitize_terminal(redact_text(str(exc), strict=False))}", err=True)
             ctx.exit(int(exc.exit_code))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -23,9 +23,9 @@ Examples:
 def formats_cmd(name: str | None, columns: bool, fmt: str, output: str) -> None:
     """List the built-in log formats and what evidence each provides."""
     if columns:
-        rows = [(n, t, d) for n, t, d in EVENT_COLUMNS]
-        rows += [(n, "(input only)", d) for n, d in PSEUDO_COLUMNS.items()]
-        emit_rows(["column", "type", "meaning"], rows, fmt, output)
+        col_rows = [(n, t, d) for n, t, d in EVENT_COLUMNS]
+        col_rows += [(n, "(input only)", d) for n, d in PSEUDO_COLUMNS.items()]
+        emit_rows(["column", "type", "meaning"], col_rows, fmt, output)
         return
     if name:
         mapping = get_mapping(name)

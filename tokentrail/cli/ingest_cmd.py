@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..case import Case, resolve_db_path
 from ..errors import ExitCode, InputError
-from ..ingest import IngestReport, Ingestor
+from ..ingest import Ingestor, IngestReport
 from ..output import cell_text
 from .common import db_option, progress_bar, say, stdout_console
 

@@ -23,3 +23,14 @@ def get_mapping(name: str) -> Mapping:
     names = ", ".join(m.name for m in builtin_mappings())
     raise UsageError(f"unknown format {name!r}; built-in formats: {names} "
                      "(or load your own with --mapping FILE)")
+
+
+def formats_markdown() -> str:
+    """The README's formats table, generated so it cannot drift from the mappings."""
+    lines = ["| format | token id | holder evidence | issuance | cannot show |",
+             "|---|---|---|---|---|"]
+    for m in builtin_mappings():
+        cells = [f"`{m.name}`"] + [m.provides.get(k, "").replace("|", "\\|")
+                                   for k in ("token_id", "holder", "issuance", "limits")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -35,13 +35,19 @@ class Sniffed:
 
 
 def read_prefix(src: SourceFile, limit: int = PREFIX_BYTES) -> bytes:
+    got = b""
     try:
         if src.gzip:
-            with gzip.open(src.path, "rb") as fh:
-                return fh.read(limit)
+            # chunked, so a damaged gzip still yields its readable start for sniffing
+            with gzip.open(src.path, "rb") as gz:
+                while len(got) < limit and (chunk := gz.read(min(65536, limit - len(got)))):
+                    got += chunk
+            return got
         with open(src.path, "rb") as fh:
             return fh.read(limit)
     except (OSError, EOFError, zlib.error) as exc:
+        if got:
+            return got
         raise InputError(f"cannot read: {exc}", file=src.name) from None
 
 
