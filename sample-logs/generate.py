@@ -1,0 +1,1112 @@
+"""Regenerate tokentrail's sample logs: `python3 sample-logs/generate.py` (`--ids` prints the
+join keys as a Markdown table instead).
+
+One synthetic morning at Acme (2026-11-02, 09:00-10:00 UTC) told in six log formats, each
+written to its vendor's documented shape (see README.md in this folder for the story and
+/work/shared/reference/log-formats.md style notes for the fields). Everything is fixed: a
+seeded random generator, fixed times and a dummy HS256 key, so running this script twice
+writes byte-identical files.
+
+Only the normal, benign story is here, with the benign look-alikes a responder must not
+mistake for theft. Incidents (forwarding, theft) and EXPECTED.json come in a later change.
+
+No raw JWT appears in the output except one `authorization` value in the gateway log (a
+deployment that logs the header; tokentrail must fingerprint it and drop it). Every other
+token appears only as its id, its claims or its fingerprint.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import string
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+OUT = Path(__file__).resolve().parent
+SEED = 20261102
+DUMMY_KEY = "tokentrail-sample-logs-dummy-hs256-key-not-a-secret"
+DAY = datetime(2026, 11, 2, tzinfo=UTC)
+
+rng = random.Random(SEED)
+
+# ---------------------------------------------------------------------------------------
+# small deterministic helpers
+
+
+def at(hms: str) -> datetime:
+    """'09:00:04.112' -> that instant on the sample day (UTC)."""
+    h, m, s = hms.split(":")
+    return DAY + timedelta(hours=int(h), minutes=int(m), seconds=float(s))
+
+
+def uid() -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def hexs(n: int) -> str:
+    return "".join(rng.choice("0123456789abcdef") for _ in range(n))
+
+
+def alnum(n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def upper_alnum(n: int) -> str:
+    return alnum(n, string.ascii_uppercase + string.digits)
+
+
+def b64u(nbytes: int) -> str:
+    return base64.urlsafe_b64encode(rng.randbytes(nbytes)).rstrip(b"=").decode()
+
+
+def fingerprint(raw: str) -> str:
+    """tokentrail's token_fp: base64url(SHA-256(token)) without padding (= DPoP ath)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest()).rstrip(b"=").decode()
+
+
+def iso_ms(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def iso_us(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_s(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch(dt: datetime) -> int:
+    return int(dt.timestamp())
+
+
+def epoch_ms(dt: datetime) -> int:
+    return int(round(dt.timestamp() * 1000))
+
+
+def aws_expiration(dt: datetime) -> str:
+    """CloudTrail's credentials.expiration style: 'Nov 2, 2026, 10:15:00 AM'."""
+    hour = dt.hour % 12 or 12
+    return f"{dt:%b} {dt.day}, {dt.year}, {hour}:{dt:%M:%S} {'AM' if dt.hour < 12 else 'PM'}"
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def traceparent(trace_id: str) -> str:
+    return f"00-{trace_id}-{hexs(16)}-01"
+
+
+# ---------------------------------------------------------------------------------------
+# the cast
+
+TRUST_DOMAIN = "spiffe://acme.example"
+KC_ISSUER = "https://sso.acme.example/realms/acme"
+K8S_ISSUER = "https://kubernetes.default.svc.cluster.local"
+OKTA_ORG = "https://acme.okta.com"
+ACCOUNT = "111122223333"
+REGION = "us-east-1"
+
+
+@dataclass
+class Pod:
+    name: str
+    namespace: str
+    sa: str
+    ip: str
+    node: str
+    uid: str = field(default_factory=uid)
+    svid_fp: str = field(default_factory=lambda: hexs(64))  # SHA-256 of its X.509-SVID
+
+    @property
+    def spiffe(self) -> str:
+        return f"{TRUST_DOMAIN}/ns/{self.namespace}/sa/{self.sa}"
+
+    def addr(self) -> str:
+        return f"{self.ip}:{rng.randint(32768, 60999)}"
+
+
+NODES = {"worker-1": ("10.20.1.12", uid()), "worker-2": ("10.20.1.13", uid())}
+ORCH = Pod("orchestrator-5d6f", "agents", "orchestrator", "10.42.1.15", "worker-1")
+CODER_A = Pod("coder-7d9f", "agents", "coder", "10.42.2.17", "worker-1")
+CODER_B = Pod("coder-4x2q", "agents", "coder", "10.42.3.21", "worker-2")
+RESEARCHER = Pod("researcher-6c4b", "agents", "researcher", "10.42.1.33", "worker-2")
+MCP = Pod("mcp-files-7b8c", "tools", "mcp-files", "10.42.4.12", "worker-2")
+GATEWAY = Pod("acme-gateway-6f7d9", "istio-system", "acme-gateway", "10.42.0.8", "worker-1")
+CODE_API = Pod("code-api-58b6", "apps", "code-api", "10.42.5.20", "worker-2")
+CODER_SA_UID = uid()
+
+ALICE = {"id": uid(), "username": "alice"}
+MCP_SA_USER = uid()  # Keycloak service-account user of the mcp-files client
+SESSION = uid()  # alice's Keycloak session (the sid claim of every token in her chain)
+BROWSER_IP = "198.51.100.23"  # Acme office egress
+BROWSER_UA = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 "
+              "(KHTML, like Gecko) Version/18.1 Safari/605.1.15")
+PARTNER_IP = "198.51.100.77"  # Globex egress NAT
+UA = {
+    "orchestrator": "acme-orchestrator/2.3.0 python-httpx/0.27.2",
+    "coder": "acme-coder/1.4.2 python-httpx/0.27.2",
+    "researcher": "acme-researcher/1.1.0 aiohttp/3.10.5",
+    "mcp-files": "mcp-files/0.9.1 undici/6.19.8",
+    "partner": "globex-sync/3.4.1 okhttp/4.12.0",
+}
+JKT_MCP = b64u(32)  # thumbprint of mcp-files' DPoP key
+
+OKTA_AS = "aus" + alnum(17)
+OKTA_CLIENT = "0oa" + alnum(17)
+OKTA_ISSUER = f"{OKTA_ORG}/oauth2/{OKTA_AS}"
+
+
+@dataclass
+class Token:
+    name: str
+    claims: dict[str, Any]
+    raw: str = ""
+    fp: str = ""
+
+    def __post_init__(self) -> None:
+        self.raw = jwt.encode(self.claims, DUMMY_KEY, algorithm="HS256",
+                              headers={"kid": "sample-hs256"})
+        self.fp = fingerprint(self.raw)
+
+    @property
+    def jti(self) -> str:
+        return str(self.claims["jti"])
+
+    @property
+    def exp(self) -> datetime:
+        return datetime.fromtimestamp(self.claims["exp"], UTC)
+
+
+def kc_token(name: str, issued: datetime, *, sub: str, azp: str, aud: list[str], scope: str,
+             lifetime_min: int = 30, act: dict[str, Any] | None = None,
+             jkt: str | None = None, sid: str | None = SESSION) -> Token:
+    claims: dict[str, Any] = {
+        "exp": epoch(issued + timedelta(minutes=lifetime_min)),
+        "iat": epoch(issued),
+        "jti": uid(),
+        "iss": KC_ISSUER,
+        "aud": aud if len(aud) > 1 else aud[0],
+        "sub": sub,
+        "typ": "DPoP" if jkt else "Bearer",
+        "azp": azp,
+    }
+    if sid:
+        claims["sid"] = sid
+    claims["scope"] = scope
+    if act:
+        claims["act"] = act
+    if jkt:
+        claims["cnf"] = {"jkt": jkt}
+    return Token(name, claims)
+
+
+def k8s_token(name: str, issued: datetime, pod: Pod, audience: str, seconds: int) -> Token:
+    return Token(name, {
+        "aud": [audience],
+        "exp": epoch(issued) + seconds,
+        "iat": epoch(issued),
+        "iss": K8S_ISSUER,
+        "jti": uid(),
+        "kubernetes.io": {
+            "namespace": pod.namespace,
+            "node": {"name": pod.node, "uid": NODES[pod.node][1]},
+            "pod": {"name": pod.name, "uid": pod.uid},
+            "serviceaccount": {"name": pod.sa, "uid": CODER_SA_UID},
+            "warnafter": epoch(issued) + int(seconds * 0.8),
+        },
+        "nbf": epoch(issued),
+        "sub": f"system:serviceaccount:{pod.namespace}:{pod.sa}",
+    })
+
+
+def okta_token(name: str, issued: datetime) -> Token:
+    return Token(name, {
+        "ver": 1,
+        "jti": "AT." + b64u(32),
+        "iss": OKTA_ISSUER,
+        "aud": "api://partner",
+        "iat": epoch(issued),
+        "exp": epoch(issued + timedelta(hours=1)),
+        "cid": OKTA_CLIENT,
+        "scp": ["partner.orders.read", "partner.orders.write"],
+        "sub": OKTA_CLIENT,
+    })
+
+
+ACT_CODER = {"sub": CODER_A.spiffe, "act": {"sub": ORCH.spiffe}}
+ACT_RESEARCHER = {"sub": RESEARCHER.spiffe, "act": {"sub": ORCH.spiffe}}
+ORCH_SCOPE = "openid profile email agents:delegate"
+CODER_SCOPE = "repo:read repo:write files:read"
+RESEARCHER_SCOPE = "docs:read search files:read"
+MCP_SCOPE = "files:read storage:read"
+
+# Keycloak tokens (realm acme), in issue order.
+A0 = kc_token("A0", at("09:00:04.389"), sub=ALICE["id"], azp="orchestrator",
+              aud=["orchestrator", "tasks-api"], scope=ORCH_SCOPE)
+RT0, RT1 = uid(), uid()  # alice's refresh tokens (ids only; RT1 replaces RT0 at refresh)
+C1 = kc_token("C1", at("09:00:09.501"), sub=ALICE["id"], azp="orchestrator",
+              aud=["code-api", "mcp-files"], scope=CODER_SCOPE, act=ACT_CODER)
+R1 = kc_token("R1", at("09:00:09.724"), sub=ALICE["id"], azp="orchestrator",
+              aud=["research-api", "mcp-files"], scope=RESEARCHER_SCOPE, act=ACT_RESEARCHER)
+M1 = kc_token("M1", at("09:00:30.208"), sub=MCP_SA_USER, azp="mcp-files", aud=["files-api"],
+              scope=MCP_SCOPE, jkt=JKT_MCP, sid=None)
+M2 = kc_token("M2", at("09:28:30.377"), sub=MCP_SA_USER, azp="mcp-files", aud=["files-api"],
+              scope=MCP_SCOPE, jkt=JKT_MCP, sid=None)
+A1 = kc_token("A1", at("09:29:40.052"), sub=ALICE["id"], azp="orchestrator",
+              aud=["orchestrator", "tasks-api"], scope=ORCH_SCOPE)
+C2 = kc_token("C2", at("09:29:45.310"), sub=ALICE["id"], azp="orchestrator",
+              aud=["code-api", "mcp-files"], scope=CODER_SCOPE, act=ACT_CODER)
+R2 = kc_token("R2", at("09:29:45.533"), sub=ALICE["id"], azp="orchestrator",
+              aud=["research-api", "mcp-files"], scope=RESEARCHER_SCOPE, act=ACT_RESEARCHER)
+
+# Kubernetes bound service-account tokens (kubelet TokenRequests at pod start).
+K0 = k8s_token("K0", at("09:00:01.204"), CODER_A, K8S_ISSUER, 3607)  # kube-api-access
+K1 = k8s_token("K1", at("09:00:01.311"), CODER_A, "artifacts.acme.example", 3600)
+K2 = k8s_token("K2", at("09:00:02.078"), CODER_B, K8S_ISSUER, 3607)
+
+# Okta access tokens for the Globex partner integration.
+P1 = okta_token("P1", at("09:05:02.417"))
+P2 = okta_token("P2", at("09:40:01.236"))
+
+# AWS temporary credentials.
+KEY_CI = "ASIA" + upper_alnum(16)  # acme-ci role session (GitHub Actions OIDC)
+KEY_DEPLOY = "ASIA" + upper_alnum(16)  # acme-deploy role session (AssumeRole by acme-ci)
+KEY_EC2 = "ASIA" + upper_alnum(16)  # instance role of artifacts-api (delivered by IMDSv2)
+EC2_INSTANCE = "i-0c7e5a1f3b9d24e68"
+EC2_IP = "10.20.3.44"
+
+# ---------------------------------------------------------------------------------------
+# Envoy: the acme-gateway (Istio ingress for internal and partner APIs) and the code-api
+# sidecar. Istio's default JSON keys, plus the token-provenance keys tokentrail documents.
+
+ROUTES = {
+    "tasks-api.acme.example": ("tasks-api", "outbound|8080||tasks-api.apps.svc.cluster.local",
+                               ["10.42.8.50:8080"]),
+    "code-api.acme.example": ("code-api", "outbound|8080||code-api.apps.svc.cluster.local",
+                              [f"{CODE_API.ip}:8080"]),
+    "research-api.acme.example": ("research-api",
+                                  "outbound|8080||research-api.apps.svc.cluster.local",
+                                  ["10.42.6.30:8080", "10.42.6.31:8080"]),
+    "files-api.acme.example": ("files-api", "outbound|8080||files-api.apps.svc.cluster.local",
+                               ["10.42.7.40:8080"]),
+    "artifacts.acme.example": ("artifacts", "outbound|8443||artifacts-api.ec2.acme.internal",
+                               [f"{EC2_IP}:8443"]),
+    "partner-api.acme.example": ("partner-api",
+                                 "outbound|8080||partner-api.apps.svc.cluster.local",
+                                 ["10.42.9.60:8080"]),
+}
+
+gateway_lines: list[dict[str, Any]] = []
+sidecar_lines: list[dict[str, Any]] = []
+
+
+def envoy_record(start: datetime, *, authority: str, method: str, path: str, status: int,
+                 details: str, flags: str, remote: str, xff: str | None, ua: str | None,
+                 rid: str, trace: str, cluster: str, upstream: str | None, route: str,
+                 peer: Pod | None, claims: dict[str, Any] | None, token_fp: str | None,
+                 dpop_jkt: str | None, authorization: str | None, duration: int
+                 ) -> dict[str, Any]:
+    """One access-log line: a trimmed Istio JSON format plus tokentrail's provenance keys."""
+    return {
+        "authority": authority,
+        "authorization": authorization,
+        "downstream_peer_fingerprint_256": peer.svid_fp if peer else None,
+        "downstream_peer_uri_san": peer.spiffe if peer else None,
+        "downstream_remote_address": remote,
+        "dpop_jkt": dpop_jkt,
+        "dpop_proof_jti": uid() if dpop_jkt else None,
+        "duration": duration,
+        "jwt_payload": claims,
+        "method": method,
+        "path": path,
+        "protocol": "HTTP/2" if peer else "HTTP/1.1",
+        "request_id": rid,
+        "response_code": status,
+        "response_code_details": details,
+        "response_flags": flags,
+        "route_name": route,
+        "start_time": iso_ms(start),
+        "token_fp": token_fp,
+        "traceparent": traceparent(trace),
+        "upstream_cluster": cluster,
+        "upstream_host": upstream,
+        "user_agent": ua,
+        "x_forwarded_for": xff,
+    }
+
+
+def gw(hms: str, who: Pod | str, authority: str, method: str, path: str, status: int = 200,
+       *, token: Token | None = None, rid: str | None = None, trace: str | None = None,
+       details: str = "via_upstream", flags: str = "-", upstream: str | None = None,
+       verified: bool = True, raw_auth: bool = False, hop: bool = False,
+       ua: str | None = None) -> dict[str, Any]:
+    """One request through acme-gateway; `hop` also logs it at the code-api sidecar."""
+    start = at(hms)
+    route, cluster, hosts = ROUTES[authority]
+    rid = rid or uid()
+    trace = trace or hexs(32)
+    peer = who if isinstance(who, Pod) else None
+    if peer is not None:
+        remote, xff = peer.addr(), None
+        agent_ua = ua or UA.get(peer.sa, UA["coder"])
+    else:
+        remote = f"{who}:{rng.randint(32768, 60999)}"
+        xff = str(who) if token is not None else None  # the LB's health checks carry no XFF
+        agent_ua = ua or UA["partner"]
+    refused = status == 401 or details.startswith("rbac_access_denied")
+    if refused:
+        upstream = None  # jwt_authn / RBAC answered at the gateway
+    elif upstream is None:
+        upstream = rng.choice(hosts)
+    claims = token.claims if token is not None and verified else None
+    jkt = token.claims.get("cnf", {}).get("jkt") if token is not None else None
+    duration = rng.randint(4, 60) if upstream else rng.randint(0, 2)
+    rec = envoy_record(
+        start, authority=authority, method=method, path=path, status=status, details=details,
+        flags=flags, remote=remote, xff=xff, ua=agent_ua, rid=rid, trace=trace,
+        cluster=cluster, upstream=upstream, route=route, peer=peer, claims=claims,
+        token_fp=token.fp if token else None,
+        dpop_jkt=jkt if token is not None and verified else None,
+        authorization=f"Bearer {token.raw}" if raw_auth and token else None,
+        duration=duration)
+    gateway_lines.append(rec)
+    if hop and peer is not None and upstream is not None:
+        side_start = start + timedelta(milliseconds=rng.randint(2, 4))
+        side = envoy_record(
+            side_start, authority=authority, method=method, path=path, status=status,
+            details=details, flags=flags, remote=f"{GATEWAY.ip}:{rng.randint(32768, 60999)}",
+            xff=peer.ip, ua=agent_ua, rid=rid, trace=trace, cluster="inbound|8080||",
+            upstream=f"{CODE_API.ip}:8080", route="default", peer=GATEWAY, claims=claims,
+            token_fp=None, dpop_jkt=None, authorization=None,
+            duration=max(1, duration - rng.randint(2, 4)))
+        sidecar_lines.append(side)
+    return rec
+
+
+# ---------------------------------------------------------------------------------------
+# tokentrail JSON Lines written by the mcp-files MCP server about the tokens it handles.
+
+mcp_lines: list[dict[str, Any]] = []
+MCP_SESSIONS = {"coder": uid(), "researcher": uid()}
+
+
+def mcp_inbound(hms: str, caller: Pod, token: Token, tool: str, trace: str, *,
+                status: int = 200, error: str | None = None) -> None:
+    c = token.claims
+    rec: dict[str, Any] = {
+        "ts": iso_ms(at(hms)), "kind": "use",
+        "outcome": "success" if status < 400 else "failure",
+        "token_id": token.jti, "token_fp": token.fp, "subject": c["sub"],
+        "client_id": c["azp"], "audience": c["aud"], "scopes": c["scope"].split(),
+        "act_chain": [c["act"]["sub"], c["act"]["act"]["sub"]], "exp": iso_s(token.exp),
+        "claims_verified": True, "auth_scheme": "Bearer", "peer_spiffe": caller.spiffe,
+        "src_ip": caller.ip,
+        "resource": "mcp-files", "method": "POST", "path": "/mcp", "status": status,
+        "request_id": uid(), "trace_id": trace,
+        "extra": {"mcp.method.name": "tools/call", "gen_ai.tool.name": tool,
+                  "mcp.session.id": MCP_SESSIONS[caller.sa],
+                  "jsonrpc.request.id": str(rng.randint(2, 400))},
+    }
+    if error:
+        rec["error"] = error
+    mcp_lines.append(rec)
+
+
+def mcp_outbound(hms: str, token: Token, path: str, trace: str, *, status: int = 200) -> str:
+    """mcp-files calls files-api through the gateway with its own DPoP-bound token."""
+    rid = uid()
+    c = token.claims
+    mcp_lines.append({
+        "ts": iso_ms(at(hms)), "kind": "use",
+        "outcome": "success" if status < 400 else "failure",
+        "token_id": token.jti, "token_fp": token.fp, "subject": c["sub"],
+        "client_id": c["azp"], "audience": [c["aud"]], "scopes": c["scope"].split(),
+        "cnf_jkt": c["cnf"]["jkt"], "auth_scheme": "DPoP", "proof_jkt": c["cnf"]["jkt"],
+        "holder_id": MCP.spiffe, "holder_tier": "spiffe", "exp": iso_s(token.exp),
+        "resource": "files-api.acme.example", "method": "GET", "path": path, "status": status,
+        "request_id": rid, "trace_id": trace,
+        "extra": {"direction": "outbound", "pod": f"{MCP.namespace}/{MCP.name}"},
+    })
+    gw(hms_plus(hms, 0.004), MCP, "files-api.acme.example", "GET", path, status, token=token,
+       rid=rid, trace=trace)
+    return rid
+
+
+def hms_plus(hms: str, seconds: float) -> str:
+    t = at(hms) + timedelta(seconds=seconds)
+    return t.strftime("%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def tool_call(hms: str, caller: Pod, token: Token, tool: str, path: str,
+              mcp_token: Token) -> None:
+    trace = hexs(32)
+    mcp_inbound(hms, caller, token, tool, trace)
+    mcp_outbound(hms_plus(hms, 0.021), mcp_token, path, trace)
+
+
+# ---------------------------------------------------------------------------------------
+# the gateway timeline
+
+TASK = "tsk_" + alnum(12, string.ascii_lowercase + string.digits)
+REPO = "/v1/repos/acme/agents"
+
+
+def build_gateway_and_mcp() -> None:
+    # 09:00 alice starts a task; the orchestrator (A0) plans it and delegates.
+    gw("09:00:05.018", ORCH, "tasks-api.acme.example", "POST", "/v1/tasks", 201, token=A0)
+    gw("09:00:06.240", ORCH, "tasks-api.acme.example", "GET", f"/v1/tasks/{TASK}/plan",
+       token=A0)
+    # Two coder replicas share one SPIFFE ID and one delegated token (C1).
+    gw("09:00:12.377", CODER_B, "code-api.acme.example", "GET", f"{REPO}/tree/main",
+       token=C1, hop=True)
+    gw("09:00:14.902", RESEARCHER, "research-api.acme.example", "GET",
+       "/v1/search?q=agent+delegation+rfc8693&limit=20", token=R1)
+    # A client retry: same x-request-id twice within a second (503 UF, then 200).
+    retry = uid()
+    retry_trace = hexs(32)
+    gw("09:00:15.131", RESEARCHER, "research-api.acme.example", "POST",
+       "/v1/documents:fetch", 503, token=R1, rid=retry, trace=retry_trace, flags="UF",
+       details="upstream_reset_before_response_started{connection_failure}",
+       upstream="10.42.6.31:8080")
+    gw("09:00:15.562", RESEARCHER, "research-api.acme.example", "POST",
+       "/v1/documents:fetch", 200, token=R1, rid=retry, trace=retry_trace,
+       upstream="10.42.6.30:8080")
+    tool_call("09:00:39.507", RESEARCHER, R1, "read_file", "/v1/objects/specs/agent-protocol.md",
+              M1)
+    gw("09:01:30.664", CODER_B, "code-api.acme.example", "GET",
+       f"{REPO}/contents/src/main.py?ref=main", token=C1)
+    gw("09:02:05.119", CODER_A, "code-api.acme.example", "GET",
+       f"{REPO}/contents/src/tools.py?ref=main", token=C1, hop=True)
+    tool_call("09:02:39.850", CODER_A, C1, "read_file", "/v1/objects/specs/tool-schema.json", M1)
+    gw("09:04:10.406", CODER_A, "code-api.acme.example", "POST", f"{REPO}/git/commits", 201,
+       token=C1, hop=True)
+    gw("09:04:50.733", CODER_B, "code-api.acme.example", "PUT",
+       f"{REPO}/branches/main/protection", 403, token=C1,
+       details="rbac_access_denied_matched_policy[ns[apps]-policy[code-api-admin]-rule[0]]")
+    gw("09:05:12.958", PARTNER_IP, "partner-api.acme.example", "GET",
+       "/v1/orders?since=2026-11-02T00:00:00Z", token=P1)
+    gw("09:06:02.291", CODER_B, "code-api.acme.example", "POST", f"{REPO}/pulls", 201,
+       token=C1, hop=True)
+    gw("09:06:30.845", ORCH, "tasks-api.acme.example", "PATCH", f"/v1/tasks/{TASK}", token=A0)
+    # The bound service-account token of coder-7d9f (K1) uploads a build artifact.
+    gw("09:12:10.120", CODER_A, "artifacts.acme.example", "PUT",
+       "/v1/artifacts/agents/build-20261102-0912.tar.gz", 201, token=K1)
+    gw("09:14:21.570", RESEARCHER, "research-api.acme.example", "GET",
+       "/v1/documents/doc_8f3k2m/summary", token=R1)
+    gw("09:15:40.032", PARTNER_IP, "partner-api.acme.example", "GET", "/v1/orders/ORD-1001",
+       token=P1)
+    # This route logs the Authorization header (a misconfiguration tokentrail must survive).
+    gw("09:18:03.496", PARTNER_IP, "partner-api.acme.example", "POST",
+       "/v1/orders/ORD-1001/shipments", 201, token=P1, raw_auth=True)
+    tool_call("09:20:11.274", CODER_B, C1, "list_directory", "/v1/objects/?prefix=specs/", M1)
+    gw("09:22:47.615", CODER_B, "code-api.acme.example", "GET", f"{REPO}/pulls/412/checks",
+       token=C1)
+    gw("09:25:00.004", "10.20.0.5", "partner-api.acme.example", "GET", "/healthz/ready",
+       ua="ELB-HealthChecker/2.0")
+    gw("09:29:20.388", ORCH, "tasks-api.acme.example", "GET", f"/v1/tasks/{TASK}", token=A0)
+    # 09:29:40 the orchestrator refreshes (A1) and re-delegates (C2, R2).
+    gw("09:29:41.117", ORCH, "tasks-api.acme.example", "GET", f"/v1/tasks/{TASK}/plan",
+       token=A1)
+    # The researcher still had R1 cached: the gateway refuses the expired token, the
+    # researcher picks up R2 from the orchestrator and retries.
+    gw("09:30:12.640", RESEARCHER, "research-api.acme.example", "GET",
+       "/v1/documents/doc_8f3k2m", 401, token=R1, verified=False,
+       details="jwt_authn_access_denied{Jwt_is_expired}")
+    gw("09:30:13.082", RESEARCHER, "research-api.acme.example", "GET",
+       "/v1/documents/doc_8f3k2m", token=R2)
+    gw("09:31:05.913", CODER_A, "code-api.acme.example", "GET", f"{REPO}/pulls/412", token=C2,
+       hop=True)
+    gw("09:33:26.457", CODER_B, "code-api.acme.example", "POST", f"{REPO}/pulls/412/comments",
+       201, token=C2)
+    tool_call("09:36:52.019", CODER_A, C2, "read_file", "/v1/objects/specs/agent-protocol.md",
+              M2)
+    gw("09:40:30.701", PARTNER_IP, "partner-api.acme.example", "GET",
+       "/v1/orders?since=2026-11-02T09:15:00Z", token=P2)
+    gw("09:41:18.336", CODER_A, "artifacts.acme.example", "PUT",
+       "/v1/artifacts/agents/build-20261102-0941.tar.gz", 201, token=K1)
+    tool_call("09:45:03.662", RESEARCHER, R2, "search_files", "/v1/objects/?q=token+exchange",
+              M2)
+    # A tool the researcher's token has no scope for: the MCP server refuses it.
+    mcp_inbound("09:45:40.118", RESEARCHER, R2, "write_file", hexs(32), status=403,
+                error="insufficient_scope")
+    gw("09:48:09.925", CODER_B, "code-api.acme.example", "GET", f"{REPO}/pulls/412/checks",
+       token=C2)
+    gw("09:50:31.208", RESEARCHER, "research-api.acme.example", "GET",
+       "/v1/search?q=dpop+proof+replay&limit=20", token=R2)
+    gw("09:51:44.590", PARTNER_IP, "partner-api.acme.example", "GET", "/v1/orders/ORD-1002",
+       token=P2)
+    gw("09:55:02.774", ORCH, "tasks-api.acme.example", "PATCH", f"/v1/tasks/{TASK}", token=A1)
+
+
+# ---------------------------------------------------------------------------------------
+# Keycloak realm `acme`: admin REST events API (GET /admin/realms/acme/events), newest first.
+
+def kc_event(hms: str, etype: str, client: str, user: str, ip: str, session: str | None,
+             details: dict[str, str], error: str | None = None) -> dict[str, Any]:
+    ev: dict[str, Any] = {"id": uid(), "time": epoch_ms(at(hms)), "type": etype,
+                          "realmId": "acme", "clientId": client, "userId": user,
+                          "ipAddress": ip}
+    if session:
+        ev["sessionId"] = session
+    if error:
+        ev["error"] = error
+    ev["details"] = details
+    return ev
+
+
+def build_keycloak() -> list[dict[str, Any]]:
+    redirect = "https://agents.acme.example/oauth/callback"
+    exchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+    access = "urn:ietf:params:oauth:token-type:access_token"
+
+    def xchg(hms: str, tok: Token, audience: str) -> dict[str, Any]:
+        return kc_event(hms, "TOKEN_EXCHANGE", "orchestrator", ALICE["id"], ORCH.ip, SESSION, {
+            "token_id": tok.jti, "grant_type": exchange, "audience": audience,
+            "scope": tok.claims["scope"], "subject_token_client_id": "orchestrator",
+            "requested_token_type": access, "client_auth_method": "client-jwt"})
+
+    def client_login(hms: str, tok: Token) -> dict[str, Any]:
+        return kc_event(hms, "CLIENT_LOGIN", "mcp-files", MCP_SA_USER, MCP.ip, uid(), {
+            "token_id": tok.jti, "grant_type": "client_credentials", "scope": MCP_SCOPE,
+            "client_auth_method": "client-jwt", "username": "service-account-mcp-files"})
+
+    events = [
+        kc_event("09:00:01.870", "LOGIN_ERROR", "orchestrator", ALICE["id"], BROWSER_IP, None, {
+            "auth_method": "openid-connect", "auth_type": "code", "redirect_uri": redirect,
+            "code_id": SESSION, "username": "alice"}, error="invalid_user_credentials"),
+        kc_event("09:00:04.112", "LOGIN", "orchestrator", ALICE["id"], BROWSER_IP, SESSION, {
+            "auth_method": "openid-connect", "auth_type": "code", "redirect_uri": redirect,
+            "consent": "no_consent_required", "code_id": SESSION, "username": "alice"}),
+        kc_event("09:00:04.389", "CODE_TO_TOKEN", "orchestrator", ALICE["id"], ORCH.ip, SESSION, {
+            "token_id": A0.jti, "grant_type": "authorization_code",
+            "refresh_token_type": "Refresh", "scope": ORCH_SCOPE, "refresh_token_id": RT0,
+            "code_id": SESSION, "client_auth_method": "client-jwt"}),
+        xchg("09:00:09.501", C1, "code-api"),
+        xchg("09:00:09.724", R1, "research-api"),
+        client_login("09:00:30.208", M1),
+        client_login("09:28:30.377", M2),
+        kc_event("09:29:40.052", "REFRESH_TOKEN", "orchestrator", ALICE["id"], ORCH.ip, SESSION, {
+            "token_id": A1.jti, "grant_type": "refresh_token", "refresh_token_type": "Refresh",
+            "scope": ORCH_SCOPE, "refresh_token_id": RT0, "updated_refresh_token_id": RT1,
+            "client_auth_method": "client-jwt"}),
+        xchg("09:29:45.310", C2, "code-api"),
+        xchg("09:29:45.533", R2, "research-api"),
+        kc_event("09:57:12.481", "LOGOUT", "orchestrator", ALICE["id"], BROWSER_IP, SESSION, {
+            "redirect_uri": "https://agents.acme.example/"}),
+    ]
+    return sorted(events, key=lambda e: e["time"], reverse=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Okta System Log (GET /api/v1/logs), oldest first.
+
+def okta_client(ip: str, ua: str, os_name: str, browser: str, city: str) -> dict[str, Any]:
+    return {
+        "userAgent": {"rawUserAgent": ua, "os": os_name, "browser": browser},
+        "zone": "null", "device": "Unknown" if browser == "UNKNOWN" else "Computer",
+        "id": None, "ipAddress": ip,
+        "geographicalContext": {"city": city, "state": None, "country": "United States",
+                                "postalCode": None, "geolocation": {"lat": 0.0, "lon": 0.0}},
+    }
+
+
+def okta_event(hms: str, etype: str, legacy: str, message: str, actor: dict[str, Any],
+               client: dict[str, Any], outcome: tuple[str, str | None],
+               debug: dict[str, Any], target: list[dict[str, Any]] | None,
+               session: str = "unknown", asn: tuple[int, str] = (64500, "globex")
+               ) -> dict[str, Any]:
+    txn = alnum(27)
+    debug = {"requestId": txn, **debug}
+    return {
+        "actor": actor,
+        "client": client,
+        "device": None,
+        "authenticationContext": {
+            "authenticationProvider": None, "credentialProvider": None,
+            "credentialType": None, "issuer": None, "interface": None,
+            "authenticationStep": 0, "externalSessionId": session},
+        "displayMessage": message,
+        "eventType": etype,
+        "outcome": {"result": outcome[0], "reason": outcome[1]},
+        "published": iso_ms(at(hms)),
+        "securityContext": {"asNumber": asn[0], "asOrg": asn[1], "isp": asn[1],
+                            "domain": f"{asn[1]}.example", "isProxy": False},
+        "severity": "INFO" if outcome[0] == "SUCCESS" else "WARN",
+        "debugContext": {"debugData": debug},
+        "legacyEventType": legacy,
+        "transaction": {"type": "WEB", "id": txn, "detail": {}},
+        "uuid": uid(),
+        "version": "0",
+        "request": {"ipChain": [{
+            "ip": client["ipAddress"],
+            "geographicalContext": client["geographicalContext"],
+            "version": "V4", "source": None}]},
+        "target": target,
+    }
+
+
+def build_okta() -> list[dict[str, Any]]:
+    app_actor = {"id": OKTA_CLIENT, "type": "PublicClientApp", "alternateId": OKTA_CLIENT,
+                 "displayName": "Globex Partner Sync", "detailEntry": None}
+    carol = {"id": "00u" + alnum(17), "type": "User", "alternateId": "carol@acme.example",
+             "displayName": "Carol Diaz", "detailEntry": None}
+    partner_client = okta_client(PARTNER_IP, UA["partner"], "Unknown", "UNKNOWN", "Chicago")
+    partner_client["id"] = OKTA_CLIENT
+    office = okta_client(BROWSER_IP, BROWSER_UA, "Mac OS X", "SAFARI", "Boston")
+    token_uri = f"/oauth2/{OKTA_AS}/v1/token"
+
+    def grant_debug() -> dict[str, Any]:
+        return {
+            "clientAuthType": "private_key_jwt", "grantType": "client_credentials",
+            "requestedScopes": "partner.orders.read, partner.orders.write",
+            "grantedScopes": "partner.orders.read, partner.orders.write",
+            "requestUri": token_uri, "url": token_uri + "?", "authorizationServer": OKTA_AS,
+            "authorizationServerName": "Partner API", "threatSuspected": "false",
+            "responseTime": str(rng.randint(80, 260)), "dtHash": hexs(64)}
+
+    def at_target(tok: Token) -> list[dict[str, Any]]:
+        return [{"id": tok.jti, "type": "access_token", "alternateId": None,
+                 "displayName": "Access Token",
+                 "detailEntry": {"expires": iso_ms(tok.exp), "subject": OKTA_CLIENT,
+                                 "hash": b64u(16)}}]
+
+    portal = [{"id": "0oa" + alnum(17), "type": "AppInstance",
+               "alternateId": "Globex Partner Portal", "displayName": "Globex Partner Portal",
+               "detailEntry": {"signOnModeType": "SAML_2_0"}}]
+    office_session = "102" + alnum(22)
+    failed = grant_debug()
+    del failed["grantedScopes"]
+    return [
+        okta_event("09:03:40.281", "user.session.start", "core.user_auth.login_success",
+                   "User login to Okta", carol, office, ("SUCCESS", None),
+                   {"behaviors": "{New Geo-Location=NEGATIVE, New Device=NEGATIVE}"},
+                   None, session=office_session, asn=(64501, "acme")),
+        okta_event("09:03:52.907", "user.authentication.sso", "app.auth.sso",
+                   "User single sign on to app", carol, office, ("SUCCESS", None),
+                   {"initiationType": "IDP_INITIATED", "signOnMode": "SAML 2.0"}, portal,
+                   session=office_session, asn=(64501, "acme")),
+        okta_event("09:05:02.417", "app.oauth2.as.token.grant.access_token",
+                   "app.oauth2.as.token.grant.access_token_success",
+                   "OAuth2 access token is granted", app_actor, partner_client,
+                   ("SUCCESS", None), grant_debug(), at_target(P1)),
+        # Globex rotated its signing key; one worker still signed with the old one.
+        okta_event("09:39:58.604", "app.oauth2.as.token.grant",
+                   "app.oauth2.as.token.grant_failure",
+                   "OAuth2 token request failed", app_actor, partner_client,
+                   ("FAILURE", "invalid_client"), failed, None),
+        okta_event("09:40:01.236", "app.oauth2.as.token.grant.access_token",
+                   "app.oauth2.as.token.grant.access_token_success",
+                   "OAuth2 access token is granted", app_actor, partner_client,
+                   ("SUCCESS", None), grant_debug(), at_target(P2)),
+        okta_event("09:52:10.045", "app.oauth2.as.token.revoke",
+                   "app.oauth2.as.token.revoke_success", "OAuth2 token revocation request",
+                   app_actor, partner_client, ("SUCCESS", None),
+                   {"clientAuthType": "private_key_jwt", "requestUri":
+                    f"/oauth2/{OKTA_AS}/v1/revoke", "url": f"/oauth2/{OKTA_AS}/v1/revoke?",
+                    "authorizationServer": OKTA_AS, "authorizationServerName": "Partner API",
+                    "threatSuspected": "false"}, at_target(P1)),
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+# AWS CloudTrail, as delivered to S3: {"Records": [...]}.
+
+ROLE_IDS = {"acme-ci": "AROA" + upper_alnum(17), "acme-deploy": "AROA" + upper_alnum(17),
+            "acme-artifacts-api": "AROA" + upper_alnum(17)}
+GITHUB_IP = "192.0.2.44"
+GITHUB_UA = ("aws-sdk-nodejs/3.658.1 linux/v20.17.0 configure-aws-credentials-for-github-actions"
+             " api/sts/3.658.1")
+CLI_UA = "aws-cli/2.18.4 md/awscrt#0.22.0 ua/2.0 os/linux#6.5.0-1025-azure md/arch#x86_64 " \
+         "lang/python#3.12.6 md/pyimpl#CPython exec-env/GitHubActions cfg/retry-mode#standard " \
+         "md/installer#exe sid/{} md/prompt#off md/command#{}"
+EC2_UA = "aws-sdk-go-v2/1.32.2 os/linux lang/go#1.23.2 md/GOOS#linux md/GOARCH#amd64 " \
+         "api/{}#{}"
+OIDC = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+GH_SUBJECT = "repo:acme/agents:ref:refs/heads/main"
+
+
+def role_arn(role: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:role/{role}"
+
+
+def session_identity(role: str, session: str, key: str, created: datetime,
+                     ec2: bool = False) -> dict[str, Any]:
+    ctx: dict[str, Any] = {
+        "sessionIssuer": {"type": "Role", "principalId": ROLE_IDS[role], "arn": role_arn(role),
+                          "accountId": ACCOUNT, "userName": role},
+        "attributes": {"creationDate": iso_s(created), "mfaAuthenticated": "false"},
+    }
+    if ec2:
+        ctx["ec2RoleDelivery"] = "2.0"
+    return {
+        "type": "AssumedRole",
+        "principalId": f"{ROLE_IDS[role]}:{session}",
+        "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}",
+        "accountId": ACCOUNT,
+        "accessKeyId": key,
+        "sessionContext": ctx,
+    }
+
+
+def ct_event(hms: str, source: str, name: str, identity: dict[str, Any], ip: str, ua: str,
+             request: dict[str, Any] | None, response: dict[str, Any] | None, *,
+             read_only: bool, category: str = "Management", host: str | None = None,
+             extra: dict[str, Any] | None = None, s3: bool = False) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "eventVersion": "1.10" if s3 else "1.08",
+        "userIdentity": identity,
+        "eventTime": iso_s(at(hms)),
+        "eventSource": source,
+        "eventName": name,
+        "awsRegion": REGION,
+        "sourceIPAddress": ip,
+        "userAgent": ua,
+        "requestParameters": request,
+        "responseElements": response,
+    }
+    if extra:
+        ev.update(extra)
+    ev.update({
+        "requestID": upper_alnum(16) if s3 else uid(),
+        "eventID": uid(),
+        "readOnly": read_only,
+        "eventType": "AwsApiCall",
+        "managementEvent": category == "Management",
+        "recipientAccountId": ACCOUNT,
+        "eventCategory": category,
+        "tlsDetails": {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
+                       "clientProvidedHostHeader": host or f"{source.split('.')[0]}.{REGION}"
+                       ".amazonaws.com"},
+    })
+    return ev
+
+
+def session_token() -> str:
+    """A fake STS session token: base64 with the usual IQoJb3JpZ2luX2Vj prefix."""
+    return "IQoJb3JpZ2luX2Vj" + base64.b64encode(rng.randbytes(300)).decode()
+
+
+def build_cloudtrail() -> dict[str, Any]:
+    ci_session = "GitHubActions"
+    deploy_session = "ci-deploy-8812345"
+    issued_ci = at("09:14:58")
+    issued_deploy = at("09:15:00")
+    ec2_created = at("08:47:21")
+    ci_id = session_identity("acme-ci", ci_session, KEY_CI, issued_ci)
+    deploy_id = session_identity("acme-deploy", deploy_session, KEY_DEPLOY, issued_deploy)
+    ec2_id = session_identity("acme-artifacts-api", EC2_INSTANCE, KEY_EC2, ec2_created,
+                              ec2=True)
+    cli = "".join(rng.choice("0123456789abcdef") for _ in range(8))
+    sts_resources = [{"accountId": ACCOUNT, "type": "AWS::IAM::Role", "ARN": role_arn(r)}
+                     for r in ("acme-ci",)]
+    vpce = "vpce-0a1b2c3d4e5f60718"
+
+    def s3_put(hms: str, key: str, size: int) -> dict[str, Any]:
+        bucket = "acme-artifacts"
+        return ct_event(
+            hms, "s3.amazonaws.com", "PutObject", ec2_id, EC2_IP, EC2_UA.format("s3", "1.66.0"),
+            {"bucketName": bucket, "Host": f"{bucket}.s3.{REGION}.amazonaws.com", "key": key},
+            {"x-amz-server-side-encryption": "aws:kms",
+             "x-amz-server-side-encryption-aws-kms-key-id":
+             f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{uid()}"},
+            read_only=False, category="Data", s3=True,
+            host=f"{bucket}.s3.{REGION}.amazonaws.com",
+            extra={"additionalEventData": {
+                "SignatureVersion": "SigV4", "CipherSuite": "TLS_AES_128_GCM_SHA256",
+                "bytesTransferredIn": size, "SSEApplied": "SSE_KMS",
+                "AuthenticationMethod": "AuthHeader",
+                "x-amz-id-2": base64.b64encode(rng.randbytes(57)).decode(),
+                "bytesTransferredOut": 0},
+                "resources": [{"type": "AWS::S3::Object",
+                               "ARN": f"arn:aws:s3:::{bucket}/{key}"},
+                              {"accountId": ACCOUNT, "type": "AWS::S3::Bucket",
+                               "ARN": f"arn:aws:s3:::{bucket}"}],
+                "vpcEndpointId": vpce,
+                "vpcEndpointAccountId": ACCOUNT})
+
+    def ecs_describe(hms: str) -> dict[str, Any]:
+        return ct_event(hms, "ecs.amazonaws.com", "DescribeServices", deploy_id, GITHUB_IP,
+                        CLI_UA.format(cli, "ecs.wait.services-stable"),
+                        {"cluster": "acme-web", "services": ["agents-console"]}, None,
+                        read_only=True)
+
+    records = [
+        ct_event("09:14:58", "sts.amazonaws.com", "AssumeRoleWithWebIdentity", {
+            "type": "WebIdentityUser", "principalId": f"{OIDC}:sts.amazonaws.com:{GH_SUBJECT}",
+            "userName": GH_SUBJECT, "identityProvider": OIDC}, GITHUB_IP, GITHUB_UA,
+            {"roleArn": role_arn("acme-ci"), "roleSessionName": ci_session,
+             "durationSeconds": 3600},
+            {"credentials": {"accessKeyId": KEY_CI, "sessionToken": session_token(),
+                             "expiration": aws_expiration(issued_ci + timedelta(hours=1))},
+             "subjectFromWebIdentityToken": GH_SUBJECT,
+             "assumedRoleUser": {"assumedRoleId": f"{ROLE_IDS['acme-ci']}:{ci_session}",
+                                 "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/acme-ci/"
+                                        f"{ci_session}"},
+             "provider": OIDC, "audience": "sts.amazonaws.com"},
+            read_only=True, extra={"additionalEventData": {
+                "identityProviderConnectionVerificationMethod": "IAMTrustStore"},
+                "resources": sts_resources}),
+        ct_event("09:14:59", "sts.amazonaws.com", "GetCallerIdentity", ci_id, GITHUB_IP,
+                 GITHUB_UA, None, None, read_only=True),
+        # Role chaining: the CI role assumes the deploy role (chained sessions: 1 h at most).
+        ct_event("09:15:00", "sts.amazonaws.com", "AssumeRole", ci_id, GITHUB_IP, GITHUB_UA,
+                 {"roleArn": role_arn("acme-deploy"), "roleSessionName": deploy_session,
+                  "durationSeconds": 3600},
+                 {"credentials": {"accessKeyId": KEY_DEPLOY, "sessionToken": session_token(),
+                                  "expiration": aws_expiration(at("10:15:00"))},
+                  "assumedRoleUser": {
+                      "assumedRoleId": f"{ROLE_IDS['acme-deploy']}:{deploy_session}",
+                      "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/acme-deploy/"
+                             f"{deploy_session}"}},
+                 read_only=True, extra={"resources": [
+                     {"accountId": ACCOUNT, "type": "AWS::IAM::Role",
+                      "ARN": role_arn("acme-deploy")}]}),
+        ct_event("09:15:03", "sts.amazonaws.com", "GetCallerIdentity", deploy_id, GITHUB_IP,
+                 CLI_UA.format(cli, "sts.get-caller-identity"), None, None, read_only=True),
+        ct_event("09:15:05", "ecr.amazonaws.com", "GetAuthorizationToken", deploy_id, GITHUB_IP,
+                 CLI_UA.format(cli, "ecr.get-login-password"), None, None, read_only=True,
+                 host=f"api.ecr.{REGION}.amazonaws.com"),
+        ct_event("09:15:41", "ecr.amazonaws.com", "PutImage", deploy_id, GITHUB_IP,
+                 "docker/27.3.1 go/go1.22.7 git-commit/41ca978 kernel/6.5.0-1025-azure "
+                 "os/linux arch/amd64",
+                 {"repositoryName": "agents-console", "imageTag": "sha-3f9c2e1",
+                  "registryId": ACCOUNT},
+                 {"image": {"registryId": ACCOUNT, "repositoryName": "agents-console",
+                            "imageId": {"imageDigest": "sha256:" + hexs(64),
+                                        "imageTag": "sha-3f9c2e1"}}},
+                 read_only=False, host=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"),
+        ct_event("09:15:52", "ecs.amazonaws.com", "UpdateService", deploy_id, GITHUB_IP,
+                 CLI_UA.format(cli, "ecs.update-service"),
+                 {"cluster": "acme-web", "service": "agents-console",
+                  "taskDefinition": "agents-console:57", "forceNewDeployment": False},
+                 {"service": {"serviceName": "agents-console", "status": "ACTIVE",
+                              "serviceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/acme-web/"
+                                            "agents-console",
+                              "taskDefinition": f"arn:aws:ecs:{REGION}:{ACCOUNT}:"
+                                                "task-definition/agents-console:57",
+                              "desiredCount": 2}},
+                 read_only=False),
+        ecs_describe("09:16:08"),
+        ecs_describe("09:16:23"),
+        # The artifacts-api instance writes what coder-7d9f uploaded through the gateway.
+        ct_event("09:11:59", "ssm.amazonaws.com", "GetParameter", ec2_id, EC2_IP,
+                 EC2_UA.format("ssm", "1.55.3"),
+                 {"name": "/artifacts-api/bucket", "withDecryption": False}, None,
+                 read_only=True, extra={"vpcEndpointId": "vpce-0f1e2d3c4b5a69788",
+                                        "vpcEndpointAccountId": ACCOUNT}),
+        s3_put("09:12:11", "agents/build-20261102-0912.tar.gz", 18_734_592),
+        s3_put("09:41:19", "agents/build-20261102-0941.tar.gz", 18_802_176),
+    ]
+    records.sort(key=lambda r: r["eventTime"])
+    return {"Records": records}
+
+
+# ---------------------------------------------------------------------------------------
+# Kubernetes audit log (audit.k8s.io/v1 Event, JSON Lines), cluster agents-prod.
+
+KUBELET_UA = "kubelet/v1.31.2 (linux/amd64) kubernetes/5864a46"
+CODER_UA = "OpenAPI-Generator/31.0.0/python"
+NODE_CERT = {n: hexs(64) for n in NODES}
+
+
+def sa_user(pod: Pod, token: Token) -> dict[str, Any]:
+    node_name = pod.node
+    return {
+        "username": f"system:serviceaccount:{pod.namespace}:{pod.sa}",
+        "uid": CODER_SA_UID,
+        "groups": ["system:serviceaccounts", f"system:serviceaccounts:{pod.namespace}",
+                   "system:authenticated"],
+        "extra": {
+            "authentication.kubernetes.io/credential-id": [f"JTI={token.jti}"],
+            "authentication.kubernetes.io/node-name": [node_name],
+            "authentication.kubernetes.io/node-uid": [NODES[node_name][1]],
+            "authentication.kubernetes.io/pod-name": [pod.name],
+            "authentication.kubernetes.io/pod-uid": [pod.uid],
+        },
+    }
+
+
+def node_user(node: str) -> dict[str, Any]:
+    return {"username": f"system:node:{node}", "groups": ["system:nodes", "system:authenticated"],
+            "extra": {"authentication.kubernetes.io/credential-id":
+                      [f"X509SHA256={NODE_CERT[node]}"]}}
+
+
+def audit(hms: str, user: dict[str, Any], ip: str, ua: str, verb: str, uri: str,
+          obj: dict[str, Any], code: int, *, reason: str = "", level: str = "Metadata",
+          decision: str = "allow", annotations: dict[str, str] | None = None,
+          request_object: dict[str, Any] | None = None, received: bool = False
+          ) -> list[dict[str, Any]]:
+    start = at(hms)
+    done = start + timedelta(microseconds=rng.randint(900, 9000))
+    audit_id = uid()
+    base: dict[str, Any] = {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": level, "auditID": audit_id,
+        "stage": "ResponseComplete", "requestURI": uri, "verb": verb, "user": user,
+        "sourceIPs": [ip], "userAgent": ua, "objectRef": obj,
+    }
+    out = []
+    if received:
+        first = dict(base, stage="RequestReceived")  # no body, status or annotations yet
+        first["requestReceivedTimestamp"] = iso_us(start)
+        first["stageTimestamp"] = iso_us(start)
+        out.append(first)
+    rec = dict(base)
+    rec["responseStatus"] = {"metadata": {}, "code": code}
+    if code >= 400:
+        rec["responseStatus"].update({"status": "Failure", "reason": "Forbidden"})
+    if request_object is not None:
+        rec["requestObject"] = request_object
+    rec["requestReceivedTimestamp"] = iso_us(start)
+    rec["stageTimestamp"] = iso_us(done)
+    ann = dict(annotations or {})
+    ann["authorization.k8s.io/decision"] = decision
+    ann["authorization.k8s.io/reason"] = reason
+    rec["annotations"] = ann
+    out.append(rec)
+    return out
+
+
+def token_request(hms: str, pod: Pod, token: Token, *, received: bool = False
+                  ) -> list[dict[str, Any]]:
+    aud = token.claims["aud"]
+    seconds = token.claims["exp"] - token.claims["iat"]
+    return audit(
+        hms, node_user(pod.node), NODES[pod.node][0], KUBELET_UA, "create",
+        f"/api/v1/namespaces/{pod.namespace}/serviceaccounts/{pod.sa}/token",
+        {"resource": "serviceaccounts", "namespace": pod.namespace, "name": pod.sa,
+         "apiVersion": "v1", "subresource": "token"}, 201, level="Request",
+        annotations={"authentication.kubernetes.io/issued-credential-id": f"JTI={token.jti}"},
+        request_object={
+            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": pod.sa, "namespace": pod.namespace,
+                         "creationTimestamp": None},
+            "spec": {"audiences": aud, "expirationSeconds": seconds,
+                     "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod.name,
+                                        "uid": pod.uid}},
+            "status": {"token": "", "expirationTimestamp": None}},
+        received=received)
+
+
+def build_k8s() -> list[dict[str, Any]]:
+    ns = "agents"
+    lease_uri = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/coder-leader"
+    lease_obj = {"resource": "leases", "namespace": ns, "name": "coder-leader",
+                 "apiGroup": "coordination.k8s.io", "apiVersion": "v1"}
+    cm_obj = {"resource": "configmaps", "namespace": ns, "name": "coder-config",
+              "apiVersion": "v1"}
+    rbac_cm = ('RBAC: allowed by RoleBinding "coder-config-reader/agents" of Role '
+               '"coder-config-reader" to ServiceAccount "coder/agents"')
+    rbac_lease = ('RBAC: allowed by RoleBinding "coder-leader-election/agents" of Role '
+                  '"coder-leader-election" to ServiceAccount "coder/agents"')
+
+    def pod_status(hms: str, pod: Pod) -> list[dict[str, Any]]:
+        return audit(hms, node_user(pod.node), NODES[pod.node][0], KUBELET_UA, "patch",
+                     f"/api/v1/namespaces/{ns}/pods/{pod.name}/status",
+                     {"resource": "pods", "namespace": ns, "name": pod.name, "apiVersion": "v1",
+                      "subresource": "status"}, 200)
+
+    def coder(hms: str, pod: Pod, token: Token, verb: str, uri: str, obj: dict[str, Any],
+              code: int = 200, reason: str = "", decision: str = "allow",
+              received: bool = False) -> list[dict[str, Any]]:
+        return audit(hms, sa_user(pod, token), pod.ip, CODER_UA, verb, uri, obj, code,
+                     reason=reason, decision=decision, received=received)
+
+    lines: list[dict[str, Any]] = []
+    lines += token_request("09:00:01.204", CODER_A, K0, received=True)
+    lines += token_request("09:00:01.311", CODER_A, K1)
+    lines += token_request("09:00:02.078", CODER_B, K2)
+    lines += pod_status("09:00:03.502", CODER_A)
+    lines += pod_status("09:00:04.119", CODER_B)
+    lines += coder("09:00:05.733", CODER_A, K0, "get",
+                   f"/api/v1/namespaces/{ns}/configmaps/coder-config", cm_obj, reason=rbac_cm)
+    lines += coder("09:00:06.250", CODER_B, K2, "get",
+                   f"/api/v1/namespaces/{ns}/configmaps/coder-config", cm_obj, reason=rbac_cm)
+    lines += coder("09:00:06.915", CODER_A, K0, "get", lease_uri, lease_obj, reason=rbac_lease)
+    lines += coder("09:00:07.020", CODER_A, K0, "update", lease_uri, lease_obj,
+                   reason=rbac_lease, received=True)
+    lines += coder("09:00:07.488", CODER_B, K2, "get", lease_uri, lease_obj, reason=rbac_lease)
+    # coder-4x2q's client library probes for secrets it is not allowed to list.
+    lines += coder("09:00:08.061", CODER_B, K2, "list", f"/api/v1/namespaces/{ns}/secrets",
+                   {"resource": "secrets", "namespace": ns, "apiVersion": "v1"}, 403,
+                   decision="forbid")
+    for hms in ("09:15:07.402", "09:45:07.155"):
+        lines += coder(hms, CODER_A, K0, "update", lease_uri, lease_obj, reason=rbac_lease)
+    lines += coder("09:31:40.027", CODER_B, K2, "get", lease_uri, lease_obj, reason=rbac_lease)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def write_jsonl(name: str, records: list[dict[str, Any]], sort_keys: bool = False) -> None:
+    with open(OUT / name, "w", encoding="utf-8", newline="\n") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, separators=(",", ":"), ensure_ascii=False,
+                                sort_keys=sort_keys) + "\n")
+
+
+def write_json(name: str, doc: Any) -> None:
+    with open(OUT / name, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(dumps(doc) + "\n")
+
+
+def print_ids() -> None:
+    """The join keys as a Markdown table (README.md quotes it)."""
+    rows = [
+        ("A0", A0.jti, "Keycloak CODE_TO_TOKEN", "orchestrator (alice's token)"),
+        ("C1", C1.jti, "Keycloak TOKEN_EXCHANGE", "coder (both replicas)"),
+        ("R1", R1.jti, "Keycloak TOKEN_EXCHANGE", "researcher"),
+        ("M1", M1.jti, "Keycloak CLIENT_LOGIN", "mcp-files (DPoP-bound)"),
+        ("M2", M2.jti, "Keycloak CLIENT_LOGIN", "mcp-files (DPoP-bound)"),
+        ("A1", A1.jti, "Keycloak REFRESH_TOKEN", "orchestrator"),
+        ("C2", C2.jti, "Keycloak TOKEN_EXCHANGE", "coder (both replicas)"),
+        ("R2", R2.jti, "Keycloak TOKEN_EXCHANGE", "researcher"),
+        ("K0", K0.jti, "k8s TokenRequest", "pod agents/coder-7d9f (API server)"),
+        ("K1", K1.jti, "k8s TokenRequest", "pod agents/coder-7d9f (artifacts API)"),
+        ("K2", K2.jti, "k8s TokenRequest", "pod agents/coder-4x2q (API server)"),
+        ("P1", P1.jti, "Okta client_credentials", "Globex partner sync"),
+        ("P2", P2.jti, "Okta client_credentials", "Globex partner sync"),
+        ("CI", KEY_CI, "AssumeRoleWithWebIdentity", "GitHub Actions (role acme-ci)"),
+        ("DEPLOY", KEY_DEPLOY, "AssumeRole by acme-ci", "GitHub Actions (role acme-deploy)"),
+        ("EC2", KEY_EC2, "none (IMDSv2)", f"instance {EC2_INSTANCE} (acme-artifacts-api)"),
+    ]
+    print("| name | id | issued by | holder |\n|---|---|---|---|")
+    for name, ident, issued, holder in rows:
+        print(f"| {name} | `{ident}` | {issued} | {holder} |")
+    print(f"\nalice userId `{ALICE['id']}`, Keycloak session `{SESSION}`, "
+          f"refresh tokens `{RT0}` -> `{RT1}`, mcp-files DPoP jkt `{JKT_MCP}`, "
+          f"Okta client `{OKTA_CLIENT}`, authorization server `{OKTA_AS}`")
+
+
+def main() -> None:
+    if "--ids" in sys.argv[1:]:
+        print_ids()
+        return
+    build_gateway_and_mcp()
+    gateway_lines.sort(key=lambda r: r["start_time"])
+    sidecar_lines.sort(key=lambda r: r["start_time"])
+    mcp_lines.sort(key=lambda r: r["ts"])
+    write_jsonl("envoy-acme-gateway-access.jsonl", gateway_lines, sort_keys=True)
+    write_jsonl("envoy-code-api-sidecar-access.jsonl", sidecar_lines, sort_keys=True)
+    write_jsonl("tokentrail-mcp-files.jsonl", mcp_lines)
+    write_json("keycloak-acme-events.json", build_keycloak())
+    write_json("okta-system-log.json", build_okta())
+    write_json(f"cloudtrail-{ACCOUNT}_CloudTrail_{REGION}_20261102T0955Z.json",
+               build_cloudtrail())
+    write_jsonl("k8s-audit-agents-prod.jsonl", build_k8s())
+
+
+if __name__ == "__main__":
+    main()
