@@ -112,7 +112,13 @@ def test_failed_statement_leaves_case_unchanged(case, tmp_path, monkeypatch):
     log = write_jsonl(tmp_path / "g.jsonl", [envoy(1), envoy(2)])
     import tokentrail.ingest as mod
 
+    real = mod.insert_rejects_sql
+    calls = []
+
     def boom(*a: object, **k: object) -> str:
+        calls.append(a)  # the second file's last statement fails after its events went in
+        if len(calls) == 1:
+            return real(*a, **k)
         return "INSERT INTO rejects SELECT error('simulated crash')"
     monkeypatch.setattr(mod, "insert_rejects_sql", boom)
     bad = write_jsonl(tmp_path / "h.jsonl", [envoy(1), "garbage"])

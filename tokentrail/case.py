@@ -8,6 +8,8 @@ tokentrail opens in a newer one.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,11 +21,12 @@ import duckdb
 from . import __version__
 from .errors import CaseError, QueryError
 from .redact import redact_text
-from .schema import EVENT_COLUMNS
+from .schema import EVENT_COLUMNS, VIRTUAL_COLUMNS
 from .sqlmacros import install_macros
 from .views import create_views_sql
 
 DEFAULT_DB = "tokentrail.duckdb"
+DEFAULT_MEMORY_LIMIT = "512MB"
 MEMORY = ":memory:"
 
 
@@ -43,7 +46,11 @@ def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
             source_id VARCHAR PRIMARY KEY, path VARCHAR, sha256 VARCHAR, bytes BIGINT,
             format VARCHAR, container VARCHAR, ingested_at TIMESTAMPTZ, events BIGINT,
             rejects BIGINT)""")
-    cols = ", ".join(f"{name} {typ}" for name, typ, _ in EVENT_COLUMNS)
+    cols = ", ".join(
+        f"{name} {typ} GENERATED ALWAYS AS ({VIRTUAL_COLUMNS[name]}) VIRTUAL"
+        if name in VIRTUAL_COLUMNS else f"{name} {typ}"
+        for name, typ, _ in EVENT_COLUMNS
+    )
     con.execute(f"CREATE TABLE events ({cols})")
     con.execute("""
         CREATE TABLE rejects (source_id VARCHAR, line BIGINT, reason VARCHAR, excerpt VARCHAR)""")
@@ -66,12 +73,28 @@ class Case:
         if read_only and self.path != MEMORY and not Path(self.path).exists():
             raise CaseError(f"no case database at {self.path}; run `tokentrail ingest` first "
                             "or pass --db")
-        config: dict[str, Any] = {}
-        if memory_limit:
-            config["memory_limit"] = memory_limit
+        # Bounded memory whatever the input size: DuckDB spills to a private temp folder
+        # instead of growing (DESIGN.md: peak memory <= 1 GiB).
+        self._spill = tempfile.mkdtemp(prefix="tokentrail-spill-")
+        config: dict[str, Any] = {
+            "memory_limit": memory_limit or os.environ.get("TOKENTRAIL_MEMORY_LIMIT",
+                                                           DEFAULT_MEMORY_LIMIT),
+            "temp_directory": self._spill,
+        }
         try:
-            self.con = duckdb.connect(self.path, read_only=read_only and self.path != MEMORY,
-                                      config=config)
+            self.con = self._connect(config)
+        finally:
+            if not hasattr(self, "con"):
+                shutil.rmtree(self._spill, ignore_errors=True)
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")
+        install_macros(self.con)
+        self._migrate()
+
+    def _connect(self, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(self.path, read_only=self.read_only and self.path != MEMORY,
+                                  config=config)
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" in text.lower():
@@ -80,14 +103,11 @@ class Case:
             raise CaseError(f"cannot open case {self.path}: {redact_text(text)}") from None
         except duckdb.Error as exc:
             raise CaseError(f"cannot open case {self.path}: {redact_text(str(exc))}") from None
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute("SET enable_progress_bar = false")
-        install_macros(self.con)
-        self._migrate()
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
 
     def __enter__(self) -> Case:
         return self

@@ -25,9 +25,11 @@ from .sources.compiler import (
     Reader,
     column_probe_sql,
     compile_pipeline,
+    STAGE,
     insert_events_sql,
     insert_rejects_sql,
     lit,
+    stage_sql,
 )
 from .sources.discover import SourceFile, expand
 from .sources.mapping import Mapping, load_mapping
@@ -287,7 +289,10 @@ class Ingestor:
         Probed outside the file's transaction: a failed read would abort it.
         """
         compression = "gzip" if src.gzip else "none"
-        reader = Reader(src.path, sniffed.container, compression, sniffed.wrapper_key)
+        # A document is at most the file (or, gzipped, a generous multiple of it).
+        expect = src.size * (20 if src.gzip else 1) + 4096
+        reader = Reader(src.path, sniffed.container, compression, sniffed.wrapper_key,
+                        document_bytes=expect)
         if sniffed.container == "lines":
             return reader, None
         try:
@@ -303,32 +308,36 @@ class Ingestor:
         sid = src.source_id
         for table in ("events", "rejects", "sources"):
             con.execute(f"DELETE FROM {table} WHERE source_id = ?", [sid])
-        records: int | None = None
-        csv_rejects: list[tuple[int, str, str | None]] = []
         if reader.container == "lines":
             _drop_csv_rejects(con, reader.rejects_table)
-            counted = con.execute(
-                f"SELECT count(*) FROM ({reader.sql()}) "
-                "WHERE raw IS NOT NULL AND NOT regexp_full_match(raw, '\\s*')"
-            ).fetchone()
-            records = int(counted[0]) if counted else 0
+        # One parallel pass over the file into an order-keeping stage; the stage's rowid
+        # numbers the rows (see compiler.stage_sql).
+        con.execute(stage_sql(compile_pipeline(mapping, reader, source_id=sid)))
+        csv_rejects: list[tuple[int, str, str | None]] = []
+        if reader.container == "lines":
             csv_rejects = [
                 (int(r[0]), str(r[1]), r[2]) for r in con.execute(
                     f"SELECT line, any_value(error_type), any_value(csv_line) "
                     f"FROM temp.{reader.rejects_table} GROUP BY line ORDER BY line").fetchall()
             ]
-            if csv_rejects:
-                con.execute("CREATE OR REPLACE TEMP TABLE tt_line_adjust AS "
-                            "SELECT before, max(k) AS k FROM (SELECT line - row_number() OVER "
-                            f"(ORDER BY line) AS before, row_number() OVER (ORDER BY line) AS k "
-                            f"FROM (SELECT DISTINCT line FROM temp.{reader.rejects_table})) "
-                            "GROUP BY before")
-                reader = Reader(reader.path, "lines", reader.compression, line_adjust=True)
-        pipeline = compile_pipeline(mapping, reader, source_id=sid)
-        inserted = con.execute(insert_events_sql(pipeline)).fetchone()
+        line_adjust = bool(csv_rejects)
+        if line_adjust:
+            # Lines the CSV reader refused are missing from the stage: shift later rows back
+            # to their real line numbers.
+            con.execute("CREATE OR REPLACE TEMP TABLE tt_line_adjust AS "
+                        "SELECT before, max(k) AS k FROM (SELECT line - row_number() OVER "
+                        "(ORDER BY line) AS before, row_number() OVER (ORDER BY line) AS k "
+                        f"FROM (SELECT DISTINCT line FROM temp.{reader.rejects_table})) "
+                        "GROUP BY before")
+        first = con.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {STAGE}").fetchone()
+        assert first is not None
+        base = int(first[0] or 0)
+        if first[2] and int(first[1]) - base + 1 != int(first[2]):
+            raise AssertionError("stage rowids are not contiguous; line numbers would be wrong")
+        inserted = con.execute(insert_events_sql(base, line_adjust)).fetchone()
         result.events = int(inserted[0]) if inserted else 0
-        if records is None or result.events < records:
-            con.execute(insert_rejects_sql(pipeline, sid))
+        con.execute(insert_rejects_sql(sid, base, line_adjust))
+        con.execute(f"DROP TABLE {STAGE}")
         for line, error_type, csv_line in csv_rejects:
             reason = CSV_REJECT_REASONS.get(error_type, f"unreadable line ({error_type.lower()})")
             con.execute("INSERT INTO rejects VALUES (?, ?, ?, ?)",

@@ -13,7 +13,8 @@ EVENT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("line", "BIGINT", "line in the file (JSON Lines) or record number (JSON array / wrapper)"),
     ("ts", "TIMESTAMPTZ", "when it happened, UTC"),
     ("format", "VARCHAR", "the mapping that read it"),
-    ("kind", "VARCHAR", "issue exchange refresh revoke use deny introspect login other"),
+    ("kind", "VARCHAR", "issue exchange refresh revoke use introspect login other; deny = a "
+                        "presentation refused (authentication or authorisation)"),
     ("outcome", "VARCHAR", "success or failure"),
     ("token_key", "VARCHAR", "join key: the token's own id, else fp:<token_fp>"),
     ("token_fp", "VARCHAR", "base64url SHA-256 of the raw token (= DPoP ath)"),
@@ -57,6 +58,15 @@ EVENT_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 EVENT_COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in EVENT_COLUMNS)
+
+# Columns computed by the database from others (never written by ingest). A virtual column
+# costs nothing to store: a unique string per row is the most expensive thing to compress.
+VIRTUAL_COLUMNS: dict[str, str] = {
+    "event_id": "source_id || ':' || CAST(line AS VARCHAR)",
+}
+STORED_COLUMN_NAMES: tuple[str, ...] = tuple(
+    c for c in EVENT_COLUMN_NAMES if c not in VIRTUAL_COLUMNS
+)
 
 # Inputs a mapping may set that are not stored: the engine turns them into stored columns.
 PSEUDO_COLUMNS: dict[str, str] = {

@@ -81,8 +81,10 @@ def emit_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, o
                 table.add_column(cell_text(c), overflow="fold")
             for row in rows:
                 table.add_row(*[cell_text(v) for v in row])
-            console = Console(file=stream, no_color=_no_color() or stream is not sys.stdout,
-                              highlight=False, width=None if stream is sys.stdout else 200)
+            # A terminal gets its own width; a pipe or file gets room for long ids.
+            to_tty = stream is sys.stdout and sys.stdout.isatty()
+            console = Console(file=stream, no_color=_no_color() or not to_tty,
+                              highlight=False, width=None if to_tty else 240)
             console.print(table)
         else:
             write_rows(columns, rows, fmt, stream)

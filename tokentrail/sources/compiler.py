@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..redact import EXCERPT_CHARS, REDACT_TRIGGER_SQL
-from ..schema import EVENT_COLUMNS
+from ..schema import EVENT_COLUMNS, STORED_COLUMN_NAMES
 from .mapping import Mapping
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
-MAX_DOCUMENT_BYTES = 1 << 30
+MAX_DOCUMENT_BYTES = 256 << 20  # read_json buffers a whole document: keep it under memory_limit
 
 CLAIMS_STRUCT = (
     '{"jti":"VARCHAR","uti":"VARCHAR","iss":"VARCHAR","sub":"VARCHAR","azp":"VARCHAR",'
@@ -49,8 +49,8 @@ class Reader:
     container: str  # "lines" | "array" | "wrapper"
     compression: str = "none"  # "none" | "gzip"
     wrapper_key: str | None = None
+    document_bytes: int = MAX_DOCUMENT_BYTES  # largest single JSON document to expect
     rejects_table: str = "tt_csv_rejects"
-    line_adjust: bool = False  # JSON Lines file whose reader rejected some lines itself
 
     def lines_sql(self) -> str:
         return (
@@ -63,21 +63,18 @@ class Reader:
         )
 
     def sql(self) -> str:
-        """SELECT line, raw (VARCHAR) in file order."""
+        """SELECT raw (VARCHAR), one row per line / element, in file order.
+
+        No row numbers here: a row_number() window would run the whole pipeline on one
+        thread. The stage table keeps file order instead (see `stage_sql`).
+        """
         if self.container == "lines":
-            base = f"SELECT row_number() OVER () AS n, raw FROM {self.lines_sql()}"
-            if not self.line_adjust:
-                return f"SELECT n AS line, raw FROM ({base})"
-            # Lines the CSV reader refused (invalid UTF-8, NUL, too long) are missing from its
-            # output; shift later rows back to their real line numbers.
-            return (
-                f"SELECT s.n + coalesce(a.k, 0) AS line, s.raw FROM ({base}) s "
-                f"ASOF LEFT JOIN tt_line_adjust a ON s.n > a.before"
-            )
-        opts = (f"compression={lit(self.compression)}, maximum_object_size={MAX_DOCUMENT_BYTES}")
+            return f"SELECT raw FROM {self.lines_sql()}"
+        opts = (f"compression={lit(self.compression)}, "
+                f"maximum_object_size={min(max(self.document_bytes, 1 << 24), MAX_DOCUMENT_BYTES)}")
         if self.container == "array":
             return (
-                "SELECT row_number() OVER () AS line, CAST(json AS VARCHAR) AS raw FROM "
+                "SELECT CAST(json AS VARCHAR) AS raw FROM "
                 f"read_json({lit(self.path)}, format='array', records=false, "
                 f"columns={{'json': 'JSON'}}, {opts})"
             )
@@ -85,7 +82,7 @@ class Reader:
             assert self.wrapper_key
             key = self.wrapper_key.replace('"', '""')
             return (
-                "SELECT row_number() OVER () AS line, CAST(raw AS VARCHAR) AS raw FROM "
+                "SELECT CAST(raw AS VARCHAR) AS raw FROM "
                 f"(SELECT unnest(\"{key}\") AS raw FROM read_json({lit(self.path)}, "
                 f"format='auto', records=true, columns={{{lit(self.wrapper_key)}: 'JSON[]'}}, {opts}))"
             )
@@ -122,9 +119,9 @@ def _mapped_exprs(mapping: Mapping) -> list[str]:
 def _final_exprs(source_id: str, fmt: str) -> list[str]:
     c = "_c"
     derived: dict[str, str] = {
-        "event_id": f"{lit(source_id + ':')} || CAST(line AS VARCHAR)",
+        "event_id": "NULL",  # virtual column: source_id:line
         "source_id": lit(source_id),
-        "line": "line",
+        "line": "NULL",  # from the stage's rowid
         "format": lit(fmt),
         "token_id": f"coalesce(m_token_id, {c}.jti, {c}.uti)",
         "token_fp": "coalesce(rtrim(m_token_fp, '='), tt_fp(m_tok))",
@@ -183,21 +180,31 @@ HOLDER_ID_SQL = (
 )
 
 
+BLANK = "blank"  # _reason of a blank line: counted for line numbers, never stored
+
+
 def compile_pipeline(mapping: Mapping, reader: Reader, *, source_id: str) -> str:
-    """The SELECT every insert reads from: all event columns plus raw and _reason."""
+    """One row per input row, in file order: every stored event column except `line`,
+    plus `_reason` (NULL for a good event) and `_excerpt` (redacted, rejects only)."""
     mapped = ",\n       ".join(_mapped_exprs(mapping))
     final = ",\n       ".join(_final_exprs(source_id, mapping.name))
     checks = "".join(
         f" WHEN TRY({chk.when}) THEN {lit(chk.reason)}" for chk in mapping.rejects
     )
     return f"""
-SELECT * REPLACE ({HOLDER_ID_SQL} AS holder_id, {HOLDER_TIER_SQL} AS holder_tier),
-       CASE WHEN r_missing THEN (CASE WHEN json_valid(raw) THEN 'not a JSON object'
-                                         ELSE 'invalid JSON' END)
-               WHEN ts IS NULL THEN 'no usable timestamp'{checks}
-          END AS _reason
+SELECT * EXCLUDE (raw, r_missing, _workload, line, event_id),
+       CASE WHEN _reason IS NOT NULL AND _reason <> '{BLANK}'
+            THEN left(tt_redact_strict(raw), {EXCERPT_CHARS}) END AS _excerpt
 FROM (
-  SELECT line, raw, r_missing, m_workload AS _workload,
+ SELECT * REPLACE ({HOLDER_ID_SQL} AS holder_id, {HOLDER_TIER_SQL} AS holder_tier),
+        -- regexes, not trim(): trim copies every (long) line
+        CASE WHEN raw IS NULL OR regexp_full_match(raw, '\\s*') THEN '{BLANK}'
+             WHEN r_missing THEN (CASE WHEN json_valid(raw) THEN 'not a JSON object'
+                                       ELSE 'invalid JSON' END)
+             WHEN ts IS NULL THEN 'no usable timestamp'{checks}
+        END AS _reason
+ FROM (
+  SELECT raw, r_missing, m_workload AS _workload,
        {final}
   FROM (
     SELECT *, CASE WHEN regexp_matches(_claims, '^\\s*\\{{')
@@ -205,31 +212,54 @@ FROM (
     FROM (
       SELECT *, coalesce(m_claims, TRY(tt_jwt_claims(m_tok))) AS _claims
       FROM (
-        SELECT line, raw, r IS NULL AS r_missing,
+        SELECT raw, r IS NULL AS r_missing,
        {mapped}
         FROM (
-          SELECT line, raw,
+          SELECT raw,
                  CASE WHEN regexp_matches(raw, '^\\s*\\{{')
                       THEN TRY(json_transform(raw, {lit(mapping.structure_json)})) END AS r
           FROM ({reader.sql()})
-          -- regexes, not trim(): trim copies every (long) line
-          WHERE raw IS NOT NULL AND NOT regexp_full_match(raw, '\\s*')
         )
       )
     )
   )
+ )
 )"""
 
 
-def insert_events_sql(pipeline: str) -> str:
-    cols = ", ".join(name for name, _, _ in EVENT_COLUMNS)
-    return f"INSERT INTO events ({cols}) SELECT {cols} FROM ({pipeline}) WHERE _reason IS NULL"
+STAGE = "tt_stage"
 
 
-def insert_rejects_sql(pipeline: str, source_id: str) -> str:
+def stage_sql(pipeline: str) -> str:
+    """Materialise the pipeline in parallel; DuckDB keeps insertion order, so a row's rowid
+    is its position in the reader's output (the line, for JSON Lines)."""
+    return f"CREATE OR REPLACE TEMP TABLE {STAGE} AS {pipeline}"
+
+
+def staged_rows_sql(base: int, line_adjust: bool) -> str:
+    """The stage with `line`: its row position (rowid - base, where base is the first rowid;
+    inside a transaction rowids start at a large offset), shifted past lines the CSV reader
+    refused itself."""
+    pos = f"(s.rowid - {int(base)} + 1)"
+    if not line_adjust:
+        return f"SELECT {pos} AS line, s.* FROM {STAGE} s"
     return (
-        f"INSERT INTO rejects SELECT {lit(source_id)}, line, _reason, "
-        f"left(tt_redact_strict(raw), {EXCERPT_CHARS}) FROM ({pipeline}) WHERE _reason IS NOT NULL"
+        f"SELECT {pos} + coalesce(a.k, 0) AS line, s.* FROM {STAGE} s "
+        f"ASOF LEFT JOIN tt_line_adjust a ON {pos} > a.before"
+    )
+
+
+def insert_events_sql(base: int, line_adjust: bool) -> str:
+    cols = ", ".join(STORED_COLUMN_NAMES)
+    return (f"INSERT INTO events ({cols}) SELECT {cols} "
+            f"FROM ({staged_rows_sql(base, line_adjust)}) WHERE _reason IS NULL")
+
+
+def insert_rejects_sql(source_id: str, base: int, line_adjust: bool) -> str:
+    return (
+        f"INSERT INTO rejects SELECT {lit(source_id)}, line, _reason, _excerpt "
+        f"FROM ({staged_rows_sql(base, line_adjust)}) "
+        f"WHERE _reason IS NOT NULL AND _reason <> '{BLANK}'"
     )
 
 

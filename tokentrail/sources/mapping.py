@@ -19,7 +19,7 @@ from ..schema import EVENT_COLUMN_NAMES, PSEUDO_COLUMNS
 TOP_KEYS = {"name", "title", "description", "provides", "read", "record", "sniff", "columns",
             "extra", "reject"}
 READ_KEYS = {"wrappers"}
-SNIFF_KEYS = {"required", "any", "equals", "prefix", "min_score"}
+SNIFF_KEYS = {"required", "any", "equals", "prefix"}
 PROVIDES_KEYS = {"token_id", "holder", "issuance", "limits"}
 
 
