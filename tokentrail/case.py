@@ -26,7 +26,7 @@ from .sqlmacros import install_macros
 from .views import create_views_sql
 
 DEFAULT_DB = "tokentrail.duckdb"
-DEFAULT_MEMORY_LIMIT = "512MB"
+DEFAULT_MEMORY_LIMIT = "768MB"
 MEMORY = ":memory:"
 
 

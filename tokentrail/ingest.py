@@ -22,10 +22,10 @@ from .case import Case
 from .errors import InputError, TokentrailError, UsageError
 from .redact import EXCERPT_CHARS, excerpt, redact_text
 from .sources.compiler import (
+    STAGE,
     Reader,
     column_probe_sql,
     compile_pipeline,
-    STAGE,
     insert_events_sql,
     insert_rejects_sql,
     lit,

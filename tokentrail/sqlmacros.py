@@ -16,15 +16,18 @@ from .redact import REDACT_TRIGGER_SQL, sql_redact_expr
 MACROS: tuple[tuple[str, str, str], ...] = (
     # base64url without padding of raw bytes given as hex.
     ("tt_hex_b64url", "h",
-     "rtrim(replace(replace(to_base64(unhex(h)), '+', '-'), '/', '_'), '=')"),
+     "CASE WHEN length(h) = 64 "  # a SHA-256: 32 bytes are always 43 chars + one '='
+     "THEN replace(replace(left(to_base64(unhex(h)), 43), '+', '-'), '/', '_') "
+     "ELSE rtrim(replace(replace(to_base64(unhex(h)), '+', '-'), '/', '_'), '=') END"),
     # The token fingerprint: base64url(SHA-256(token)), i.e. the DPoP `ath` value.
     ("tt_fp", "tok", "CASE WHEN tok IS NULL OR tok = '' THEN NULL ELSE tt_hex_b64url(sha256(tok)) END"),
     # A certificate thumbprint in any common spelling (hex, colon hex, base64, base64url)
     # normalised to the base64url form RFC 8705 uses in cnf.x5t#S256.
     ("tt_x5t", "v",
-     "CASE WHEN v IS NULL OR trim(v) IN ('', '-') THEN NULL "
-     "WHEN regexp_full_match(replace(trim(v), ':', ''), '[0-9A-Fa-f]{64}') "
-     "THEN tt_hex_b64url(lower(replace(trim(v), ':', ''))) "
+     "CASE WHEN v IS NULL OR v IN ('', '-') THEN NULL "
+     "WHEN length(v) = 64 AND regexp_full_match(v, '[0-9A-Fa-f]+') THEN tt_hex_b64url(v) "
+     "WHEN length(v) = 95 AND regexp_full_match(v, '[0-9A-Fa-f:]+') "
+     "THEN tt_hex_b64url(replace(v, ':', '')) "
      "ELSE rtrim(replace(replace(trim(v), '+', '-'), '/', '_'), '=') END"),
     # Decode base64url text (padding optional) to VARCHAR, NULL when it is not valid.
     ("tt_b64url_text", "s",
@@ -75,15 +78,14 @@ MACROS: tuple[tuple[str, str, str], ...] = (
      "WHEN starts_with(j, '[') THEN TRY(CAST(json_transform(j, '[\"VARCHAR\"]') AS VARCHAR[])) "
      "WHEN starts_with(j, '\"') THEN tt_split_scopes(json_extract_string(j, '$')) END"),
     ("tt_split_scopes", "s",
-     "CASE WHEN s IS NULL OR trim(s) = '' THEN NULL "
-     "ELSE list_filter(regexp_split_to_array(trim(s), '[\\s,]+'), lambda x: x <> '') END"),
+     "CASE WHEN s IS NULL OR s = '' THEN NULL "
+     "ELSE list_filter(string_split(replace(replace(s, ',', ' '), '\t', ' '), ' '), "
+     "lambda x: x <> '') END"),
     # RFC 8693 act chain, current actor first, from the `act` claim (nested act objects).
     ("tt_act_chain", "act",
-     "list_filter(["
-     + ", ".join(
-         "json_extract_string(act, '$" + ".act" * depth + ".sub')" for depth in range(0, 8)
-     )
-     + "], lambda x: x IS NOT NULL)"),
+     "list_filter(json_extract_string(act, ["
+     + ", ".join("'$" + ".act" * depth + ".sub'" for depth in range(0, 8))
+     + "]), lambda x: x IS NOT NULL)"),
     # IP address from "ip", "ip:port", "[v6]:port"; "-" and empty become NULL.
     ("tt_ip", "v",
      "CASE WHEN v IS NULL OR v IN ('', '-') THEN NULL "

@@ -58,6 +58,7 @@ class Reader:
             f"escape='', header=false, auto_detect=false, new_line='\\r\\n', "
             f"strict_mode=false, "
             f"compression={lit(self.compression)}, max_line_size={MAX_LINE_BYTES}, "
+            f"buffer_size={2 * MAX_LINE_BYTES}, "
             f"store_rejects=true, ignore_errors=true, rejects_table={lit(self.rejects_table)}, "
             f"rejects_scan={lit(self.rejects_table + '_scan')})"
         )
