@@ -201,3 +201,24 @@ def test_truncated_gzip_keeps_the_lines_before_the_damage(case, tmp_path):
     # nothing partial: every stored event is a whole record of the original
     _, rows = case.query("select count(*) from events where request_id is null")
     assert rows == [(0,)]
+
+
+def test_a_case_held_by_another_process_fails_clearly(tmp_path):
+    import subprocess
+    import sys
+
+    from tokentrail.errors import CaseError
+
+    db = tmp_path / "held.duckdb"
+    Case(db).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, duckdb; c = duckdb.connect(sys.argv[1]); "
+         "print('ready', flush=True); sys.stdin.read()", str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(CaseError, match="open in another process"):
+            Case(db)
+    finally:
+        holder.communicate("")
+    Case(db).close()  # and the case is intact once the other process is gone

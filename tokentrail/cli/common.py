@@ -23,7 +23,10 @@ def _no_color() -> bool:
 
 
 def stdout_console() -> Console:
-    return Console(file=sys.stdout, no_color=_no_color(), highlight=False, soft_wrap=False)
+    """A terminal keeps its width; a pipe or file gets room for long paths and ids."""
+    tty = sys.stdout.isatty()
+    return Console(file=sys.stdout, no_color=_no_color() or not tty, highlight=False,
+                   soft_wrap=False, width=None if tty else 160)
 
 
 def stderr_console() -> Console:
