@@ -1,0 +1,228 @@
+"""Classify every (token, holder) pair: owner, delegate, transport, forwarded, stolen,
+suspicious or unknown, with a confidence and the evidence as reasons.
+
+The decision order is DESIGN.md's ("Classification of each (token, holder) pair"); each step
+is one WHEN of a single CASE over `token_holders` joined to `tokens`, so the whole case is
+classified by one SQL statement. Claims name the intended holder; only transport evidence
+(the holder id) names the presenter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+CLASSES = ("owner", "delegate", "transport", "forwarded", "stolen", "suspicious", "unknown")
+DEFAULT_SKEW_SECONDS = 120
+
+# Private and link-local address space: a network-tier holder here is inside someone's network.
+_PRIVATE_PREFIXES = ("10.", "192.168.", "127.", "169.254.", "fc", "fd", "fe80:", "::1")
+
+
+@dataclass(frozen=True)
+class PolicySQL:
+    """SQL fragments the classifier asks of a policy (all optional; no policy = evidence only).
+
+    Each is an expression over a holder id expression `h` (use `{h}` in the template).
+    """
+
+    workload_of: str = "CAST(NULL AS VARCHAR)"  # workload name a holder belongs to
+    is_transport: str = "false"  # declared gateway / sidecar
+    in_nat: str = "false"  # holder address inside a declared NAT / egress range
+    is_trusted_net: str = "NULL"  # address inside a declared trusted network (NULL: unknown)
+    skew_seconds: int = DEFAULT_SKEW_SECONDS
+
+    def of(self, template: str, h: str) -> str:
+        return "(" + template.replace("{h}", h) + ")"
+
+
+def _holder_ip(h: str) -> str:
+    return f"CASE WHEN starts_with({h}, 'ip:') THEN split_part(substr({h}, 4), '/', 1) END"
+
+
+def _spiffe_name(h: str) -> str:
+    """Last path segment of a SPIFFE ID (Istio: the service account): a workload's name."""
+    return f"CASE WHEN starts_with({h}, 'spiffe://') THEN regexp_extract({h}, '/([^/]+)$', 1) END"
+
+
+def _name_of(x: str) -> str:
+    """A comparable short name for an identity: SPIFFE service account, client id, agent id."""
+    return (f"CASE WHEN {x} IS NULL THEN NULL WHEN starts_with({x}, 'spiffe://') THEN {_spiffe_name(x)} "
+            f"WHEN starts_with({x}, 'client:') OR starts_with({x}, 'agent:') "
+            f"THEN substr({x}, strpos({x}, ':') + 1) ELSE {x} END")
+
+
+def _private(ip: str) -> str:
+    tests = " OR ".join(f"starts_with({ip}, '{p}')" for p in _PRIVATE_PREFIXES)
+    rfc1918_172 = (f"(starts_with({ip}, '172.') AND TRY_CAST(split_part({ip}, '.', 2) AS INTEGER) "
+                   "BETWEEN 16 AND 31)")
+    return f"({tests} OR {rfc1918_172})"
+
+
+def classification_sql(policy: PolicySQL) -> str:
+    h = "th.holder_id"
+    w = policy.of(policy.workload_of, h)
+    intended_w = policy.of(policy.workload_of, "t.issued_to_holder")
+    actor_w = policy.of(policy.workload_of, "t.current_actor")
+    client_w = policy.of(policy.workload_of, "'client:' || t.client_id")
+    skew = f"INTERVAL {int(policy.skew_seconds)} SECOND"
+    # How the presenter matches the identity the token was issued / bound to (NULL: no match).
+    owner_match = f"""CASE
+        WHEN t.cnf_jkt IS NOT NULL AND th.uses > 0 AND th.dpop_unproven = 0 AND th.bound_as_bearer = 0
+             THEN 'every use carried a DPoP proof from the key the token is bound to (cnf.jkt)'
+        WHEN t.cnf_x5t IS NOT NULL AND {h} = 'x5t:' || t.cnf_x5t THEN 'presented over the mTLS certificate the token is bound to (cnf.x5t#S256)'
+        WHEN t.cnf_jkt IS NOT NULL AND {h} = 'jkt:' || t.cnf_jkt THEN 'presented with a proof from the DPoP key the token is bound to (cnf.jkt)'
+        WHEN {h} = t.issued_to_holder THEN 'presenter is who received the token at issuance (' || t.issued_to_holder || ')'
+        WHEN t.client_id IS NOT NULL AND {h} = 'client:' || t.client_id THEN 'presenter is the client the token was issued to'
+        WHEN t.client_id IS NOT NULL AND th.holder_tier IN ('spiffe', 'workload')
+             AND {_name_of(h)} = t.client_id THEN 'presenter ' || {h} || ' is named for client ' || t.client_id
+        WHEN {w} IS NOT NULL AND {w} IN ({intended_w}, {client_w}) THEN 'presenter belongs to workload ' || {w} || ' (policy), the token''s holder'
+        WHEN th.holder_tier = 'network' AND t.issued_ip IS NOT NULL AND {_holder_ip(h)} = t.issued_ip
+             THEN 'presented from the address that obtained it (' || t.issued_ip || ')'
+        END"""
+    actor_match = f"""CASE
+        WHEN t.current_actor IS NULL THEN NULL
+        WHEN {h} = t.current_actor OR {h} = 'client:' || t.current_actor THEN 'presenter is the current actor (act.sub ' || t.current_actor || ')'
+        WHEN th.holder_tier IN ('spiffe', 'workload') AND {_name_of(h)} = {_name_of('t.current_actor')}
+             THEN 'presenter is the current actor (act.sub ' || t.current_actor || ')'
+        WHEN {w} IS NOT NULL AND {w} = {actor_w} THEN 'presenter belongs to workload ' || {w} || ', the current actor'
+        END"""
+    delegated = ("(t.issue_kind = 'exchange' OR len(coalesce(t.act_chain, [])) > 0 "
+                 "OR (l.kind = 'role-chain' AND starts_with(l.parent_key, 'ASIA')))")
+    exchange_logged = "(t.issue_kind = 'exchange' OR l.kind IN ('exchange', 'role-chain'))"
+    binding_broken = ("((t.cnf_jkt IS NOT NULL OR t.cnf_x5t IS NOT NULL) AND "
+                      "(th.bound_as_bearer > 0 OR th.dpop_unproven > 0 OR th.cert_mismatch > 0))")
+    late = (f"((th.max_after_exp IS NOT NULL AND th.max_after_exp > {skew}) OR "
+            f"(th.max_after_revoke IS NOT NULL AND th.max_after_revoke > {skew}))")
+    late_reason = (f"CASE WHEN th.max_after_revoke > {skew} THEN 'used ' || CAST(th.max_after_revoke AS VARCHAR) "
+                   f"|| ' after revocation' ELSE 'used ' || CAST(th.max_after_exp AS VARCHAR) || ' after expiry' END")
+    ip = _holder_ip(h)
+    internal_identity = (f"(th.holder_tier IN ('spiffe', 'mtls', 'workload') OR {w} IS NOT NULL "
+                         f"OR th.holder_id IN (SELECT holder_id FROM _tt_matched))")
+    external = (f"(th.holder_tier = 'network' AND {w} IS NULL AND NOT coalesce({policy.of(policy.is_trusted_net, h)}, "
+                f"{_private(ip)}))")
+    aud_has_resource = ("(t.audience IS NULL OR len(th.resources) = 0 OR len(list_intersect(t.audience, th.resources)) > 0 "
+                        "OR list_bool_or([list_bool_or([contains(r, a) OR contains(a, r) FOR a IN t.audience]) FOR r IN th.resources]))")
+    presenter_is_audience = f"(t.audience IS NOT NULL AND list_contains(t.audience, {_name_of(h)}))"
+    forward_subtype = f"""CASE
+        WHEN {presenter_is_audience} AND NOT {aud_has_resource} THEN 'mcp_passthrough'
+        WHEN NOT {aud_has_resource} THEN 'audience_mismatch'
+        WHEN t.cnf_jkt IS NOT NULL OR t.cnf_x5t IS NOT NULL THEN 'bound_token_forwarded'
+        END"""
+    nat = policy.of(policy.in_nat, h)
+    # Istio SPIFFE IDs name namespace and service account; a pod-bound token (Kubernetes
+    # binding claims) presented by the service account of that pod's namespace and name.
+    pod_match = (f"CASE WHEN t.pod IS NOT NULL AND th.holder_tier = 'spiffe' "
+                 f"AND regexp_matches({h}, '/ns/[^/]+/sa/[^/]+$') "
+                 f"AND split_part(t.pod, '/', 1) = regexp_extract({h}, '/ns/([^/]+)/sa/', 1) "
+                 f"AND starts_with(split_part(t.pod, '/', 2), regexp_extract({h}, '/sa/([^/]+)$', 1)) "
+                 f"THEN 'presenter ' || {h} || ' is the service account of the pod the token is bound to ('"
+                 f" || t.pod || ')' END")
+    intended = ("coalesce(CASE WHEN t.cnf_x5t IS NOT NULL THEN 'x5t:' || t.cnf_x5t END, "
+                "CASE WHEN t.cnf_jkt IS NOT NULL THEN 'jkt:' || t.cnf_jkt END, t.current_actor, "
+                "CASE WHEN t.client_id IS NOT NULL THEN 'client:' || t.client_id END, t.issued_to_holder)")
+    intended_tier = ("CASE WHEN t.cnf_x5t IS NOT NULL THEN 'mtls' WHEN t.cnf_jkt IS NOT NULL THEN 'dpop' "
+                     "WHEN t.current_actor LIKE 'spiffe://%' THEN 'spiffe' "
+                     "WHEN t.current_actor IS NOT NULL OR t.client_id IS NOT NULL THEN 'workload' "
+                     "ELSE t.issued_to_tier END")
+    tier_conf = ("CASE holder_tier WHEN 'spiffe' THEN 0.95 WHEN 'mtls' THEN 0.95 WHEN 'dpop' THEN 0.95 "
+                 "WHEN 'workload' THEN 0.9 ELSE 0.7 END")
+    return f"""
+CREATE OR REPLACE TABLE token_holders AS
+WITH facts AS (
+  SELECT th.*,
+         {owner_match} AS owner_match,
+         {actor_match} AS actor_match,
+         coalesce({delegated}, false) AS delegated,
+         coalesce({exchange_logged}, false) AS exchange_logged,
+         coalesce({binding_broken}, false) AS binding_broken,
+         coalesce({late}, false) AS late, {late_reason} AS late_reason,
+         coalesce({internal_identity}, false) AS internal_identity,
+         coalesce({external}, false) AS external,
+         {forward_subtype} AS forward_subtype,
+         coalesce({policy.of(policy.is_transport, h)}, false) AS declared_transport,
+         coalesce({nat}, false) AS in_nat,
+         {w} AS workload,
+         {intended} AS intended_holder_id, {intended_tier} AS intended_holder_tier,
+         t.client_id AS t_client_id, t.current_actor AS t_actor, t.holders AS t_holders,
+         t.issue_kind AS t_issue_kind, t.pod AS t_pod, t.host AS t_host, l.kind AS link_kind,
+         {pod_match} AS pod_match,
+         coalesce(t.holders = 1 AND th.holder_tier = 'network' AND {_private(ip)}, false) AS sole_internal
+  FROM token_holders th
+  JOIN tokens t USING (token_key)
+  LEFT JOIN (SELECT child_key, any_value(kind) AS kind, any_value(parent_key) AS parent_key
+             FROM links GROUP BY child_key) l ON l.child_key = th.token_key
+), decided AS (
+  SELECT *,
+    CASE
+      WHEN declared_transport THEN ['transport', '0.9', 'declared transport hop (policy)']
+      WHEN owner_match IS NOT NULL AND NOT delegated
+        THEN ['owner', CAST({tier_conf} AS VARCHAR), owner_match]
+      WHEN binding_broken AND owner_match IS NULL AND actor_match IS NULL
+        THEN ['stolen', '0.95', 'bound token presented without its key: '
+              || CASE WHEN bound_as_bearer > 0 THEN 'sent with the Bearer scheme'
+                      WHEN cert_mismatch > 0 THEN 'client certificate differs from cnf.x5t#S256'
+                      ELSE 'no DPoP proof from the bound key' END]
+      WHEN late AND owner_match IS NULL AND actor_match IS NULL
+        THEN ['stolen', '0.85', late_reason || ' by a holder that never received it']
+      WHEN actor_match IS NOT NULL AND delegated AND exchange_logged
+        THEN ['delegate', '0.9', actor_match || '; minted by a logged ' || coalesce(t_issue_kind, 'exchange')]
+      WHEN actor_match IS NOT NULL AND delegated
+        THEN ['delegate', '0.6', actor_match || '; act claim present but no exchange event in the case']
+      WHEN owner_match IS NOT NULL AND delegated AND exchange_logged
+        THEN ['delegate', '0.9', owner_match || '; minted by a logged ' || coalesce(link_kind, t_issue_kind)]
+      WHEN owner_match IS NOT NULL AND delegated
+        THEN ['delegate', '0.6', owner_match || '; token minted by delegation']
+      WHEN pod_match IS NOT NULL
+        THEN ['owner', '0.8', pod_match]
+      WHEN relayed AND relayed_from IS NOT NULL
+        THEN ['transport', '0.8', 'relayed the same request that ' || relayed_from || ' presented']
+      WHEN sole_internal AND (t_pod IS NOT NULL OR t_host IS NOT NULL)
+        THEN ['owner', '0.6', 'sole presenter, inside the network, of a token bound to '
+              || coalesce('pod ' || t_pod, 'host ' || t_host) || ' (address not attested)']
+      WHEN internal_identity AND intended_holder_id IS NOT NULL
+        THEN ['forwarded', '0.85', 'internal holder ' || holder_id || ' re-presented a token issued to '
+              || coalesce(intended_holder_id, 'another holder') || '; no exchange for it'
+              || CASE WHEN forward_subtype IS NOT NULL THEN ' (' || forward_subtype || ')' ELSE '' END]
+      WHEN external AND NOT in_nat
+        THEN ['stolen', CASE WHEN t_holders > 1 THEN '0.75' ELSE '0.7' END,
+              'unknown external holder ' || holder_id || ' presented a bearer token issued to '
+              || coalesce(intended_holder_id, 'someone else')]
+      WHEN holder_tier = 'network'
+        THEN ['suspicious', CASE WHEN in_nat THEN '0.3' ELSE '0.5' END,
+              'presented from ' || holder_id || ', not the address or identity it was issued to'
+              || CASE WHEN in_nat THEN ' (inside a declared NAT range)' ELSE '' END]
+      ELSE ['unknown', '0.3', 'no evidence links ' || holder_id || ' to '
+              || coalesce(intended_holder_id, 'the token''s issuance')]
+    END AS _d
+  FROM facts
+)
+SELECT * EXCLUDE (_d),
+       _d[1] AS classification,
+       CAST(_d[2] AS DOUBLE) AS confidence,
+       list_filter([_d[3],
+                    'presenter ' || holder_id || ' (' || holder_tier || ')',
+                    CASE WHEN intended_holder_id IS NOT NULL
+                         THEN 'issued to ' || intended_holder_id ELSE 'issuance not seen' END,
+                    CASE WHEN t_actor IS NULL THEN 'act claim absent' ELSE 'act.sub ' || t_actor END,
+                    CASE WHEN relayed AND _d[1] <> 'transport' THEN 'same request also presented by ' || relayed_from END,
+                    CASE WHEN forward_subtype IS NOT NULL AND _d[1] = 'forwarded' THEN 'subtype ' || forward_subtype END],
+                   lambda x: x IS NOT NULL) AS reasons
+FROM decided
+"""
+
+
+def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) -> None:
+    """Add classification, confidence and reasons to every row of token_holders."""
+    policy = policy or PolicySQL()
+    h = "holder_id"
+    # Holders seen presenting some token as its owner: known internal identities.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _tt_matched AS
+        SELECT DISTINCT th.holder_id FROM token_holders th JOIN tokens t USING (token_key)
+        WHERE th.holder_id = t.issued_to_holder OR th.holder_id = 'client:' || t.client_id
+           OR th.holder_id = t.current_actor
+           OR (th.holder_tier IN ('spiffe', 'workload') AND {_name_of(h)} = t.client_id)
+    """)
+    con.execute(classification_sql(policy))

@@ -1,0 +1,148 @@
+"""Lineage: one row per token, per (token, holder) pair, and per parent→child link.
+
+Rebuilt from `events` by `build_lineage` (three CREATE TABLE … AS statements): the derived
+tables are a pure function of the events, so re-running a scan after more ingest gives the
+same answer as a fresh case. Everything is SQL over the whole case.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+# What a presentation is: a use or a refused use. Issue/exchange/refresh events say who
+# *received* a token; they feed the token's intended holder, not its presenters.
+PRESENTATION_KINDS = "('use', 'deny')"
+ISSUANCE_KINDS = "('issue', 'exchange', 'refresh')"
+
+TOKENS_SQL = f"""
+CREATE OR REPLACE TABLE tokens AS
+WITH issuance AS (
+    SELECT token_key,
+           arg_min(kind, ts) AS issue_kind,
+           min(ts) AS issued_at,
+           arg_min(event_id, ts) AS issue_event_id,
+           arg_min(holder_id, ts) AS issued_to_holder,
+           arg_min(holder_tier, ts) AS issued_to_tier,
+           arg_min(src_ip, ts) AS issued_ip,
+           arg_min(client_id, ts) AS issued_client_id,
+           arg_min(parent_token_key, ts) AS parent_token_key,
+           arg_min(format, ts) AS issued_by_format
+    FROM events
+    WHERE kind IN {ISSUANCE_KINDS} AND token_key IS NOT NULL
+      AND coalesce(outcome, 'success') <> 'failure'
+    GROUP BY token_key
+), revocation AS (
+    SELECT token_key, min(ts) AS revoked_at, arg_min(event_id, ts) AS revoke_event_id
+    FROM events
+    WHERE kind = 'revoke' AND token_key IS NOT NULL
+      AND coalesce(outcome, 'success') <> 'failure'
+    GROUP BY token_key
+), seen AS (
+    SELECT token_key,
+           any_value(token_id) FILTER (WHERE token_id IS NOT NULL) AS token_id,
+           any_value(token_fp) FILTER (WHERE token_fp IS NOT NULL) AS token_fp,
+           mode(issuer) AS issuer,
+           mode(subject) AS subject,
+           mode(client_id) AS claimed_client_id,
+           mode(audience) AS audience,
+           mode(scopes) AS scopes,
+           mode(act_chain) AS act_chain,
+           mode(cnf_jkt) AS cnf_jkt,
+           mode(cnf_x5t) AS cnf_x5t,
+           mode(pod) AS pod,
+           mode(host) AS host,
+           min(iat) AS iat,
+           max(exp) AS exp,
+           min(ts) AS first_seen,
+           max(ts) AS last_seen,
+           count(*) FILTER (WHERE kind = 'use') AS uses,
+           count(DISTINCT holder_id) FILTER (WHERE kind IN {PRESENTATION_KINDS}) AS holders,
+           bool_or(raw_token_logged) AS raw_token_logged,
+           list(DISTINCT format ORDER BY format) AS formats
+    FROM events
+    WHERE token_key IS NOT NULL
+    GROUP BY token_key
+)
+SELECT s.token_key, s.token_id, s.token_fp, s.issuer, s.subject,
+       coalesce(i.issued_client_id, s.claimed_client_id) AS client_id,
+       s.audience, s.scopes, s.act_chain, s.act_chain[1] AS current_actor,
+       s.cnf_jkt, s.cnf_x5t, s.pod, s.host, s.iat, s.exp,
+       i.issue_kind, i.issued_at, i.issue_event_id, i.issued_to_holder, i.issued_to_tier,
+       i.issued_ip, i.parent_token_key, i.issued_by_format,
+       r.revoked_at, r.revoke_event_id,
+       s.first_seen, s.last_seen, s.uses, s.holders, s.raw_token_logged, s.formats
+FROM seen s
+LEFT JOIN issuance i USING (token_key)
+LEFT JOIN revocation r USING (token_key)
+"""
+
+LINKS_SQL = f"""
+CREATE OR REPLACE TABLE links AS
+SELECT e.token_key AS child_key, e.parent_token_key AS parent_key,
+       CASE WHEN e.kind = 'exchange' THEN 'exchange'
+            WHEN e.kind = 'refresh' THEN 'refresh'
+            WHEN e.format = 'cloudtrail' THEN 'role-chain'
+            ELSE 'issue' END AS kind,
+       e.ts, e.event_id, e.client_id AS requested_by, e.holder_id AS received_by
+FROM events e
+WHERE e.kind IN {ISSUANCE_KINDS} AND e.token_key IS NOT NULL
+  AND e.parent_token_key IS NOT NULL AND e.parent_token_key <> e.token_key
+"""
+
+# A presentation relayed by a hop: the same request (request id or trace) was presented by
+# another holder of the same token no later than this one.
+TOKEN_HOLDERS_SQL = f"""
+CREATE OR REPLACE TABLE token_holders AS
+WITH p AS (
+    SELECT e.*, t.exp AS t_exp, t.revoked_at AS t_revoked_at, t.cnf_jkt AS t_cnf_jkt,
+           t.cnf_x5t AS t_cnf_x5t
+    FROM events e JOIN tokens t USING (token_key)
+    WHERE e.kind IN {PRESENTATION_KINDS} AND e.holder_id IS NOT NULL
+), relayed AS (
+    SELECT a.event_id, bool_or(b.holder_id IS NOT NULL) AS relayed,
+           any_value(b.holder_id) AS relayed_from
+    FROM p a
+    LEFT JOIN p b ON a.token_key = b.token_key AND a.holder_id <> b.holder_id
+         AND ((a.request_id IS NOT NULL AND a.request_id = b.request_id)
+              OR (a.trace_id IS NOT NULL AND a.trace_id = b.trace_id))
+         AND b.ts <= a.ts
+    GROUP BY a.event_id
+)
+SELECT p.token_key, p.holder_id,
+       any_value(p.holder_tier) AS holder_tier,
+       count(*) AS count,
+       count(*) FILTER (WHERE p.kind = 'use') AS uses,
+       count(*) FILTER (WHERE p.kind = 'deny') AS denies,
+       count(DISTINCT p.request_id) AS requests,
+       min(p.ts) AS first_seen, max(p.ts) AS last_seen,
+       list(DISTINCT p.src_ip ORDER BY p.src_ip) FILTER (WHERE p.src_ip IS NOT NULL) AS src_ips,
+       list(DISTINCT p.resource ORDER BY p.resource) FILTER (WHERE p.resource IS NOT NULL) AS resources,
+       list(DISTINCT p.user_agent ORDER BY p.user_agent) FILTER (WHERE p.user_agent IS NOT NULL)
+           AS user_agents,
+       list(DISTINCT p.auth_scheme ORDER BY p.auth_scheme) FILTER (WHERE p.auth_scheme IS NOT NULL)
+           AS auth_schemes,
+       list(DISTINCT p.format ORDER BY p.format) AS formats,
+       -- binding evidence (RFC 9449 / RFC 8705)
+       count(*) FILTER (WHERE p.t_cnf_jkt IS NOT NULL AND p.kind = 'use'
+                        AND (p.proof_jkt IS NULL OR p.proof_jkt <> p.t_cnf_jkt)) AS dpop_unproven,
+       count(*) FILTER (WHERE p.t_cnf_x5t IS NOT NULL AND p.kind = 'use' AND p.peer_x5t IS NOT NULL
+                        AND p.peer_x5t <> p.t_cnf_x5t) AS cert_mismatch,
+       count(*) FILTER (WHERE (p.t_cnf_jkt IS NOT NULL OR p.t_cnf_x5t IS NOT NULL)
+                        AND p.auth_scheme = 'Bearer') AS bound_as_bearer,
+       -- time evidence, with the skew allowance applied by the classifier
+       max(p.ts - p.t_exp) FILTER (WHERE p.kind = 'use' AND p.ts > p.t_exp) AS max_after_exp,
+       max(p.ts - p.t_revoked_at) FILTER (WHERE p.kind = 'use' AND p.ts > p.t_revoked_at)
+           AS max_after_revoke,
+       bool_and(coalesce(r.relayed, false)) AS relayed,
+       any_value(r.relayed_from) AS relayed_from,
+       list(p.event_id ORDER BY p.ts, p.event_id) AS event_ids
+FROM p LEFT JOIN relayed r USING (event_id)
+GROUP BY p.token_key, p.holder_id
+"""
+
+
+def build_lineage(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)build tokens, links and token_holders from events."""
+    con.execute(TOKENS_SQL)
+    con.execute(LINKS_SQL)
+    con.execute(TOKEN_HOLDERS_SQL)
