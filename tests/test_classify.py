@@ -1,0 +1,156 @@
+"""Classification of (token, holder) pairs on small, realistic stories (tokentrail's own
+event schema), one per decision step, plus the benign look-alikes that must not be flagged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tokentrail import Case
+from tokentrail.analyse import analyse
+from tokentrail.ingest import ingest
+
+ORCH = "spiffe://acme.example/ns/agents/sa/orchestrator"
+CODER = "spiffe://acme.example/ns/agents/sa/coder"
+GATEWAY = "spiffe://acme.example/ns/istio-system/sa/gateway"
+
+
+def classes(tmp_path: Path, events: list[dict[str, object]]) -> dict[tuple[str, str], tuple[str, float, list[str]]]:
+    log = tmp_path / "story.jsonl"
+    log.write_text("".join(json.dumps(e) + "\n" for e in events))
+    with Case() as case:
+        report = ingest(case, [str(log)], format_name="tokentrail")
+        assert report.rejects == 0
+        analyse(case.con, rules=[])
+        _, rows = case.query("SELECT token_key, holder_id, classification, confidence, reasons "
+                             "FROM token_holders")
+    return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+
+
+def ev(ts: str, kind: str, token: str, **more: object) -> dict[str, object]:
+    return {"ts": f"2026-11-02T09:{ts}Z", "kind": kind, "token_id": token, **more}
+
+
+def test_owner_by_spiffe_identity_named_for_the_client(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="orchestrator", workload="client:orchestrator"),
+        ev("00:05", "use", "t1", client_id="orchestrator", peer_spiffe=ORCH, resource="repo-api"),
+    ])
+    cls, conf, reasons = got[("t1", ORCH)]
+    assert (cls, conf) == ("owner", 0.95)
+    assert any("named for client orchestrator" in r for r in reasons)
+
+
+def test_delegate_when_presenter_is_current_actor_of_a_logged_exchange(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "parent", client_id="orchestrator", workload="client:orchestrator"),
+        ev("00:10", "exchange", "child", client_id="orchestrator", parent_token_key="parent",
+           workload="client:orchestrator", act_chain=[CODER, ORCH], audience=["repo-api"]),
+        ev("00:20", "use", "child", client_id="orchestrator", act_chain=[CODER, ORCH],
+           peer_spiffe=CODER, resource="repo-api"),
+    ])
+    assert got[("child", CODER)][:2] == ("delegate", 0.9)
+
+
+def test_delegate_with_lower_confidence_without_an_exchange_event(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:20", "use", "child", client_id="orchestrator", act_chain=[CODER, ORCH],
+           peer_spiffe=CODER, resource="repo-api"),
+    ])
+    cls, conf, reasons = got[("child", CODER)]
+    assert (cls, conf) == ("delegate", 0.6)
+    assert any("no exchange event" in r for r in reasons)
+
+
+def test_gateway_relaying_the_same_request_is_transport(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="coder", workload="client:coder"),
+        ev("00:05", "use", "t1", client_id="coder", peer_spiffe=CODER, request_id="r-1"),
+        ev("00:05.2", "use", "t1", client_id="coder", peer_spiffe=GATEWAY, request_id="r-1"),
+    ])
+    assert got[("t1", GATEWAY)][0] == "transport"
+    assert got[("t1", CODER)][0] == "owner"
+
+
+def test_internal_holder_without_exchange_is_forwarded(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="orchestrator", workload="client:orchestrator"),
+        ev("00:05", "use", "t1", client_id="orchestrator", peer_spiffe=ORCH, request_id="a"),
+        ev("00:30", "use", "t1", client_id="orchestrator", peer_spiffe=CODER, request_id="b"),
+    ])
+    cls, conf, reasons = got[("t1", CODER)]
+    assert (cls, conf) == ("forwarded", 0.85)
+    assert any("act claim absent" in r for r in reasons)
+
+
+def test_bound_token_sent_as_bearer_by_another_holder_is_stolen(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="mcp", workload="client:mcp", cnf_jkt="KEY1"),
+        ev("00:05", "use", "t1", cnf_jkt="KEY1", proof_jkt="KEY1", auth_scheme="DPoP",
+           src_ip="10.0.0.5"),
+        ev("00:09", "use", "t1", cnf_jkt="KEY1", auth_scheme="Bearer", src_ip="10.0.9.9",
+           user_agent="curl/8"),
+    ])
+    assert got[("t1", "jkt:KEY1")][0] == "owner"
+    cls, conf, reasons = got[("t1", "ip:10.0.9.9/curl")]
+    assert (cls, conf) == ("stolen", 0.95) and "Bearer" in reasons[0]
+
+
+def test_use_after_revocation_by_another_holder_is_stolen_but_skew_is_absorbed(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="partner", src_ip="198.51.100.7"),
+        ev("10:00", "revoke", "t1"),
+        ev("10:30", "use", "t1", src_ip="10.0.0.8", user_agent="python-requests/2"),  # 30 s: skew
+        ev("20:00", "use", "t1", src_ip="10.0.0.9", user_agent="python-requests/2"),
+    ])
+    assert got[("t1", "ip:10.0.0.9/python-requests")][:2] == ("stolen", 0.85)
+    assert got[("t1", "ip:10.0.0.8/python-requests")][0] != "stolen"
+
+
+def test_external_address_is_stolen_and_same_address_as_issuance_is_owner(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="partner", src_ip="198.51.100.7",
+           user_agent="globex-sync/2"),
+        ev("00:10", "use", "t1", src_ip="198.51.100.7", user_agent="globex-sync/2"),
+        ev("00:20", "use", "t1", src_ip="203.0.113.66", user_agent="curl/8"),
+    ])
+    assert got[("t1", "ip:198.51.100.7/globex-sync")][0] == "owner"
+    assert got[("t1", "ip:203.0.113.66/curl")][:2] == ("stolen", 0.75)
+
+
+def test_private_address_not_matching_is_only_suspicious(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="svc", src_ip="10.1.1.1"),
+        ev("00:10", "use", "t1", src_ip="10.1.1.1"),
+        ev("00:20", "use", "t1", src_ip="10.2.2.2"),
+    ])
+    cls, conf, _ = got[("t1", "ip:10.2.2.2")]
+    assert cls == "suspicious" and conf <= 0.5
+
+
+def test_retries_and_replicas_do_not_create_extra_holders(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="coder", workload="client:coder"),
+        ev("00:05", "use", "t1", peer_spiffe=CODER, src_ip="10.42.1.17", request_id="r-1"),
+        ev("00:05.3", "use", "t1", peer_spiffe=CODER, src_ip="10.42.1.17", request_id="r-1"),
+        ev("00:06", "use", "t1", peer_spiffe=CODER, src_ip="10.42.1.99", request_id="r-2"),
+    ])
+    assert [k for k in got if k[0] == "t1"] == [("t1", CODER)]
+    assert got[("t1", CODER)][0] == "owner"
+
+
+def test_unknown_token_gets_low_confidence_unknown(tmp_path):
+    got = classes(tmp_path, [ev("00:00", "deny", "fp-only", peer_spiffe=CODER, status=401)])
+    cls, conf, reasons = got[("fp-only", CODER)]
+    assert cls == "unknown" and conf <= 0.3 and any("issuance not seen" in r for r in reasons)
+
+
+def test_sample_logs_story_is_benign(tmp_path):
+    """The shipped morning has no incident yet: nothing may be classified stolen or forwarded."""
+    with Case() as case:
+        ingest(case, [str(Path(__file__).parent.parent / "sample-logs")])
+        analyse(case.con, rules=[])
+        _, rows = case.query("SELECT classification, count(*) FROM token_holders GROUP BY 1")
+    counts = dict(rows)
+    assert counts.get("stolen", 0) == 0 and counts.get("forwarded", 0) == 0
+    assert counts.get("delegate", 0) >= 4 and counts.get("owner", 0) >= 8

@@ -1,0 +1,62 @@
+"""Findings: stable ids, baselines, and the JSON shape DESIGN.md's output contract fixes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import InputError
+
+
+def finding_id(rule_id: str, token_key: str | None, holder_id: str | None) -> str:
+    """Stable across runs on the same input, so baselines keep working."""
+    text = f"{rule_id}\x1f{token_key or ''}\x1f{holder_id or ''}"
+    return "TTF-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Finding:
+    id: str
+    rule: str
+    title: str
+    severity: str
+    classification: str
+    confidence: float | None
+    reasons: list[str]
+    token: dict[str, Any]
+    holder: dict[str, Any]
+    intended_holder: dict[str, Any]
+    first_seen: str | None
+    last_seen: str | None
+    count: int
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    attack: list[str] = field(default_factory=list)
+    owasp: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def load_baseline(path: str) -> set[str]:
+    """A baseline is a JSON list of finding ids, or a previous scan's JSON output."""
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise InputError("baseline file not found", file=path) from None
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"baseline is not JSON: {exc}", file=path) from None
+    if isinstance(data, dict) and isinstance(data.get("findings"), list):
+        data = [f.get("id") for f in data["findings"] if isinstance(f, dict)]
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        raise InputError("baseline must be a list of finding ids or a scan's JSON output",
+                         file=path)
+    return set(data)
+
+
+def baseline_json(findings: Iterable[Finding]) -> bytes:
+    return orjson.dumps(sorted({f.id for f in findings}), option=orjson.OPT_INDENT_2) + b"\n"

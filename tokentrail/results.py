@@ -1,0 +1,102 @@
+"""The data each command prints, as plain Python: DESIGN.md's output contracts live here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from . import __version__
+from .findings import Finding
+from .output import jsonable
+
+FINDING_CSV_COLUMNS = ("id", "severity", "rule", "title", "classification", "confidence",
+                       "token_key", "token_id", "holder_id", "holder_tier", "intended_holder",
+                       "first_seen", "last_seen", "count", "reasons", "evidence", "attack")
+
+
+def case_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    row = con.execute("""
+        SELECT (SELECT count(*) FROM events), (SELECT count(DISTINCT token_key) FROM events),
+               (SELECT count(DISTINCT holder_id) FROM events), (SELECT count(*) FROM rejects),
+               (SELECT min(ts) FROM events), (SELECT max(ts) FROM events)""").fetchone()
+    assert row is not None
+    sources = con.execute(
+        "SELECT path, format, events, rejects, sha256 FROM sources ORDER BY path").fetchall()
+    return {
+        "events": row[0], "tokens": row[1], "holders": row[2], "rejects": row[3],
+        "time_range": jsonable([row[4], row[5]]),
+        "sources": [{"path": s[0], "format": s[1], "events": s[2], "rejects": s[3], "sha256": s[4]}
+                    for s in sources],
+    }
+
+
+def scan_payload(con: duckdb.DuckDBPyConnection, findings: list[Finding]) -> dict[str, Any]:
+    return {
+        "tool": {"name": "tokentrail", "version": __version__},
+        "case": case_summary(con),
+        "findings": [jsonable(f.as_dict()) for f in findings],
+    }
+
+
+def finding_rows(findings: list[Finding]) -> list[tuple[Any, ...]]:
+    rows = []
+    for f in findings:
+        rows.append((
+            f.id, f.severity, f.rule, f.title, f.classification, f.confidence,
+            f.token.get("key"), f.token.get("id"), f.holder.get("id"), f.holder.get("tier"),
+            f.intended_holder.get("id"), f.first_seen, f.last_seen, f.count,
+            "; ".join(f.reasons),
+            " ".join(f"{e['file']}:{e['line']}" for e in f.evidence),
+            " ".join(f.attack),
+        ))
+    return rows
+
+
+HOLDER_FIELDS = ("holder_id", "holder_tier", "classification", "confidence", "reasons",
+                 "first_seen", "last_seen", "count")
+
+
+def tokens_payload(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every token with all its holders and their classification (DESIGN.md contract)."""
+    tokens = con.execute("""
+        SELECT token_key, token_id, token_fp, issuer, subject, client_id, audience, scopes,
+               act_chain, cnf_jkt, cnf_x5t, issue_kind, issued_at, issued_to_holder, exp,
+               revoked_at, parent_token_key, first_seen, last_seen, uses, formats
+        FROM tokens ORDER BY first_seen, token_key""").fetchall()
+    cols = ("key", "id", "fp", "issuer", "subject", "client_id", "audience", "scopes",
+            "act_chain", "cnf_jkt", "cnf_x5t", "issue_kind", "issued_at", "issued_to", "exp",
+            "revoked_at", "parent", "first_seen", "last_seen", "uses", "formats")
+    holders: dict[str, list[dict[str, Any]]] = {}
+    for row in con.execute(f"SELECT token_key, {', '.join(HOLDER_FIELDS)} FROM token_holders "
+                           "ORDER BY token_key, first_seen, holder_id").fetchall():
+        h = dict(zip(("id", "tier", "classification", "confidence", "reasons", "first_seen",
+                      "last_seen", "count"), row[1:], strict=True))
+        holders.setdefault(row[0], []).append(jsonable(h))
+    out = []
+    for t in tokens:
+        item = jsonable(dict(zip(cols, t, strict=True)))
+        item["holders"] = holders.get(t[0], [])
+        out.append(item)
+    return out
+
+
+def token_rows(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple[Any, ...]]]:
+    cur = con.execute("""
+        SELECT th.token_key, t.client_id AS issued_to, th.holder_id, th.holder_tier,
+               th.classification, th.confidence, th.count, th.first_seen, th.last_seen,
+               th.reasons[1] AS reason
+        FROM token_holders th JOIN tokens t USING (token_key)
+        ORDER BY t.first_seen, th.token_key, th.first_seen""")
+    return [d[0] for d in cur.description], cur.fetchall()
+
+
+def holder_rows(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple[Any, ...]]]:
+    cur = con.execute("""
+        SELECT holder_id, any_value(holder_tier) AS tier, any_value(workload) AS workload,
+               count(DISTINCT token_key) AS tokens,
+               list(DISTINCT classification ORDER BY classification) AS classifications,
+               sum(count) AS events, min(first_seen) AS first_seen, max(last_seen) AS last_seen,
+               flatten(list(src_ips)).list_distinct() AS src_ips
+        FROM token_holders GROUP BY holder_id ORDER BY min(first_seen), holder_id""")
+    return [d[0] for d in cur.description], cur.fetchall()
