@@ -15,7 +15,10 @@ CODER = "spiffe://acme.example/ns/agents/sa/coder"
 GATEWAY = "spiffe://acme.example/ns/istio-system/sa/gateway"
 
 
-def classes(tmp_path: Path, events: list[dict[str, object]]) -> dict[tuple[str, str], tuple[str, float, list[str]]]:
+Pair = tuple[str, str]
+
+
+def classes(tmp_path: Path, events: list[dict[str, object]]) -> dict[Pair, tuple[str, float, list[str]]]:
     log = tmp_path / "story.jsonl"
     log.write_text("".join(json.dumps(e) + "\n" for e in events))
     with Case() as case:

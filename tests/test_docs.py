@@ -24,7 +24,7 @@ def test_readme_first_screen_has_exactly_the_two_commands_and_ci_runs_the_test_o
     assert first_block
     commands = [ln for ln in first_block.group(1).splitlines() if ln and not ln.startswith("#")]
     assert len(commands) == 2
-    assert "tokentrail ingest sample-logs/" in commands[0]
+    assert "tokentrail scan sample-logs/" in commands[0]
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert commands[1] in ci
 

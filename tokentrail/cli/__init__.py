@@ -18,6 +18,9 @@ from ..redact import redact_text
 from .formats_cmd import formats_cmd
 from .ingest_cmd import ingest_cmd
 from .query_cmd import query_cmd
+from .rules_cmd import rules_cmd
+from .scan_cmd import scan_cmd
+from .tokens_cmd import holders_cmd, tokens_cmd
 
 EPILOG = """\b
 Examples:
@@ -71,3 +74,7 @@ def main() -> None:
 main.add_command(ingest_cmd)
 main.add_command(query_cmd)
 main.add_command(formats_cmd)
+main.add_command(scan_cmd)
+main.add_command(tokens_cmd)
+main.add_command(holders_cmd)
+main.add_command(rules_cmd)

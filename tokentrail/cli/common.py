@@ -109,3 +109,19 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | No
 
     with progress:
         yield update
+
+
+policy_option = click.option(
+    "--policy", "policy_file", metavar="FILE",
+    help="Policy file (default: ./tokentrail.toml when present).",
+)
+
+
+def load_policy_option(path: str | None) -> object | None:
+    """The policy named by --policy, else ./tokentrail.toml, else none (evidence only)."""
+    from .. import policy as policy_mod
+
+    if path:
+        return policy_mod.load_policy(path)
+    default = policy_mod.find_default_policy(os.getcwd())
+    return policy_mod.load_policy(default) if default else None
