@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import duckdb
 
-from .classify import DEFAULT_SKEW_SECONDS, PolicySQL, classify
+from .classify import PolicySQL, classify
 from .findings import Finding
 from .lineage import build_lineage
+from .policy import Policy, holder_workload_sql, ip_in_network_sql
 from .rules import Rule, load_rules, run_rules
 
 SETTING_MACRO = (
@@ -24,21 +23,24 @@ class Analysis:
     rules: list[Rule]
 
 
-def install_policy(con: duckdb.DuckDBPyConnection, policy: Any | None) -> PolicySQL:
-    """Install the policy's tables (empty ones without a policy) and say how SQL asks it."""
-    if policy is not None:
-        policy.install(con)
-        sql: PolicySQL = policy.classifier_sql()
-    else:
-        con.execute("CREATE OR REPLACE TEMP TABLE policy_settings (key VARCHAR, value VARCHAR)")
-        con.execute("INSERT INTO policy_settings VALUES ('clock_skew_s', ?)",
-                    [str(DEFAULT_SKEW_SECONDS)])
-        sql = PolicySQL()
+def install_policy(con: duckdb.DuckDBPyConnection, policy: Policy | None) -> PolicySQL:
+    """Install the policy's tables (empty ones without a policy, so every rule binds) and say
+    how the classifier asks it about a holder."""
+    policy = policy or Policy()
+    policy.install(con)
     con.execute(SETTING_MACRO)
-    return sql
+    has_trusted = bool(policy.networks.trusted)
+    return PolicySQL(
+        workload_of=holder_workload_sql("{h}", role="workload"),
+        is_transport=f"{holder_workload_sql('{h}', role='transport')} IS NOT NULL",
+        in_nat=ip_in_network_sql("tt_holder_ip({h})", "nat"),
+        is_trusted_net=(ip_in_network_sql("tt_holder_ip({h})", "trusted") if has_trusted
+                        else "NULL"),
+        skew_seconds=policy.clock_skew_s,
+    )
 
 
-def analyse(con: duckdb.DuckDBPyConnection, *, policy: Any | None = None,
+def analyse(con: duckdb.DuckDBPyConnection, *, policy: Policy | None = None,
             rules: list[Rule] | None = None) -> Analysis:
     """Rebuild lineage, classify every (token, holder) pair, run the rules."""
     policy_sql = install_policy(con, policy)

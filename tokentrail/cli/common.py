@@ -117,7 +117,7 @@ policy_option = click.option(
 )
 
 
-def load_policy_option(path: str | None) -> object | None:
+def load_policy_option(path: str | None) -> Any:
     """The policy named by --policy, else ./tokentrail.toml, else none (evidence only)."""
     from .. import policy as policy_mod
 

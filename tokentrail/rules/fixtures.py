@@ -35,9 +35,9 @@ def test_rule(rule: Rule) -> FixtureResult:
             for event in rule.fixture.events:
                 fh.write(json.dumps(event) + "\n")
         if rule.fixture.policy:
-            from ..policy import policy_from_dict  # type: ignore[attr-defined]
+            from ..policy import parse_policy
 
-            policy = policy_from_dict(rule.fixture.policy, source=f"{rule.source} [fixture.policy]")
+            policy = parse_policy(rule.fixture.policy, file=f"{rule.source} [fixture.policy]")
         with Case() as case:
             report = ingest(case, [path], format_name="tokentrail")
             if report.rejects:

@@ -9,7 +9,7 @@ another engine where those macros are ported.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ class RuleError(TokentrailError):
 class Fixture:
     events: tuple[dict[str, Any], ...]
     expect: tuple[dict[str, Any], ...]  # each: token_key / holder_id (subset match)
-    policy: dict[str, Any] = field(default_factory=dict)
+    policy: str = ""  # TOML text of a policy file, for rules that need one
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,10 @@ def rule_from_dict(data: dict[str, Any], source: str) -> Rule:
                         "fixture.events")
         if not isinstance(expect, list) or not all(isinstance(e, dict) for e in expect):
             raise _fail("[[fixture.expect]] must list expected hits", source, "fixture.expect")
-        fixture = Fixture(events=tuple(events), expect=tuple(expect),
-                          policy=dict(fx.get("policy", {})))
+        policy = fx.get("policy", "")
+        if not isinstance(policy, str):
+            raise _fail("a policy file's TOML text (a multi-line string)", source, "fixture.policy")
+        fixture = Fixture(events=tuple(events), expect=tuple(expect), policy=policy)
     return Rule(
         id=data["id"], title=data["title"].strip(), severity=data["severity"],
         classification=data["classification"], attack=tuple(data.get("attack", [])),
