@@ -68,11 +68,25 @@ def test_delegate_with_lower_confidence_without_an_exchange_event(tmp_path):
 def test_gateway_relaying_the_same_request_is_transport(tmp_path):
     got = classes(tmp_path, [
         ev("00:00", "issue", "t1", client_id="coder", workload="client:coder"),
-        ev("00:05", "use", "t1", client_id="coder", peer_spiffe=CODER, request_id="r-1"),
-        ev("00:05.2", "use", "t1", client_id="coder", peer_spiffe=GATEWAY, request_id="r-1"),
+        ev("00:05", "use", "t1", client_id="coder", peer_spiffe=CODER, request_id="r-1",
+           path="/v1/repos"),
+        ev("00:05.2", "use", "t1", client_id="coder", peer_spiffe=GATEWAY, request_id="r-1",
+           path="/v1/repos"),
     ])
     assert got[("t1", GATEWAY)][0] == "transport"
     assert got[("t1", CODER)][0] == "owner"
+
+
+def test_same_trace_to_a_different_api_is_not_a_relay(tmp_path):
+    """An MCP server calling another API inside the caller's trace is not a gateway hop."""
+    mcp = "spiffe://acme.example/ns/tools/sa/mcp-files"
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="coder", workload="client:coder", audience=["mcp-files"]),
+        ev("00:05", "use", "t1", peer_spiffe=CODER, trace_id="tr-1", resource="mcp-files"),
+        ev("00:06", "use", "t1", peer_spiffe=mcp, trace_id="tr-1", resource="repo-api"),
+    ])
+    cls, _, reasons = got[("t1", mcp)]
+    assert cls == "forwarded" and any("mcp_passthrough" in r for r in reasons)
 
 
 def test_internal_holder_without_exchange_is_forwarded(tmp_path):

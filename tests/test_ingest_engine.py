@@ -222,3 +222,13 @@ def test_a_case_held_by_another_process_fails_clearly(tmp_path):
     finally:
         holder.communicate("")
     Case(db).close()  # and the case is intact once the other process is gone
+
+
+def test_tokentrailignore_skips_listed_files_in_a_directory_walk(case, tmp_path):
+    d = tmp_path / "logs"
+    d.mkdir()
+    write_jsonl(d / "gw.jsonl", [envoy(1)])
+    (d / "EXPECTED.json").write_text('{"pairs": []}')
+    (d / ".tokentrailignore").write_text("# ground truth\nEXPECTED.json\n")
+    report = ingest(case, [str(d)])
+    assert [Path(f.name).name for f in report.files] == ["gw.jsonl"] and not report.problems

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import duckdb
 
 from .classify import PolicySQL, classify

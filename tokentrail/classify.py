@@ -102,8 +102,7 @@ def classification_sql(policy: PolicySQL) -> str:
                          f"OR th.holder_id IN (SELECT holder_id FROM _tt_matched))")
     external = (f"(th.holder_tier = 'network' AND {w} IS NULL AND NOT coalesce({policy.of(policy.is_trusted_net, h)}, "
                 f"{_private(ip)}))")
-    aud_has_resource = ("(t.audience IS NULL OR len(th.resources) = 0 OR len(list_intersect(t.audience, th.resources)) > 0 "
-                        "OR list_bool_or([list_bool_or([contains(r, a) OR contains(a, r) FOR a IN t.audience]) FOR r IN th.resources]))")
+    aud_has_resource = "coalesce(tt_aud_covers(t.audience, th.resources), true)"
     presenter_is_audience = f"(t.audience IS NOT NULL AND list_contains(t.audience, {_name_of(h)}))"
     forward_subtype = f"""CASE
         WHEN {presenter_is_audience} AND NOT {aud_has_resource} THEN 'mcp_passthrough'
@@ -159,6 +158,8 @@ WITH facts AS (
       WHEN declared_transport THEN ['transport', '0.9', 'declared transport hop (policy)']
       WHEN owner_match IS NOT NULL AND NOT delegated
         THEN ['owner', CAST({tier_conf} AS VARCHAR), owner_match]
+      WHEN relayed AND relayed_from IS NOT NULL AND owner_match IS NULL AND actor_match IS NULL
+        THEN ['transport', '0.8', 'relayed the same request that ' || relayed_from || ' presented']
       WHEN binding_broken AND owner_match IS NULL AND actor_match IS NULL
         THEN ['stolen', '0.95', 'bound token presented without its key: '
               || CASE WHEN bound_as_bearer > 0 THEN 'sent with the Bearer scheme'

@@ -105,7 +105,8 @@ WITH p AS (
     LEFT JOIN p b ON a.token_key = b.token_key AND a.holder_id <> b.holder_id
          AND ((a.request_id IS NOT NULL AND a.request_id = b.request_id)
               OR (a.trace_id IS NOT NULL AND a.trace_id = b.trace_id))
-         AND b.ts <= a.ts
+         AND (a.path = b.path OR a.resource = b.resource)
+         AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND
     GROUP BY a.event_id
 )
 SELECT p.token_key, p.holder_id,
@@ -127,8 +128,8 @@ SELECT p.token_key, p.holder_id,
                         AND (p.proof_jkt IS NULL OR p.proof_jkt <> p.t_cnf_jkt)) AS dpop_unproven,
        count(*) FILTER (WHERE p.t_cnf_x5t IS NOT NULL AND p.kind = 'use' AND p.peer_x5t IS NOT NULL
                         AND p.peer_x5t <> p.t_cnf_x5t) AS cert_mismatch,
-       count(*) FILTER (WHERE (p.t_cnf_jkt IS NOT NULL OR p.t_cnf_x5t IS NOT NULL)
-                        AND p.auth_scheme = 'Bearer') AS bound_as_bearer,
+       count(*) FILTER (WHERE p.t_cnf_jkt IS NOT NULL AND p.auth_scheme = 'Bearer')
+           AS bound_as_bearer,
        -- time evidence, with the skew allowance applied by the classifier
        max(p.ts - p.t_exp) FILTER (WHERE p.kind = 'use' AND p.ts > p.t_exp) AS max_after_exp,
        max(p.ts - p.t_revoked_at) FILTER (WHERE p.kind = 'use' AND p.ts > p.t_revoked_at)
@@ -141,8 +142,20 @@ GROUP BY p.token_key, p.holder_id
 """
 
 
+# A token seen once with its id and fingerprint (a logged JWT, an app that logs both) and
+# elsewhere only by fingerprint (a DPoP `ath`, a gateway's token_fp): one token, one key.
+ALIAS_SQL = """
+UPDATE events SET token_key = a.token_id
+FROM (SELECT token_fp, any_value(token_id) AS token_id FROM events
+      WHERE token_fp IS NOT NULL AND token_id IS NOT NULL GROUP BY token_fp
+      HAVING count(DISTINCT token_id) = 1) a
+WHERE events.token_key = 'fp:' || a.token_fp
+"""
+
+
 def build_lineage(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)build tokens, links and token_holders from events."""
+    con.execute(ALIAS_SQL)
     con.execute(TOKENS_SQL)
     con.execute(LINKS_SQL)
     con.execute(TOKEN_HOLDERS_SQL)

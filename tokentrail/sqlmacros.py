@@ -106,6 +106,15 @@ MACROS: tuple[tuple[str, str, str], ...] = (
      "ELSE nullif(regexp_extract(v, '(spiffe://[^,\\s]+)', 1), '') END"),
     ("tt_nullif_dash", "v",
      "CASE WHEN CAST(v AS VARCHAR) IN ('', '-') THEN NULL ELSE CAST(v AS VARCHAR) END"),
+    # An audience or resource without scheme, "api://" prefix or trailing slash, lowercased.
+    ("tt_aud_norm", "a",
+     "lower(rtrim(regexp_replace(a, '^[A-Za-z][A-Za-z0-9+.-]*://', ''), '/'))"),
+    # Does the audience list cover every resource presented at? Loose: either contains the
+    # other after normalising. NULL when either side is unknown.
+    ("tt_aud_covers", "auds, resources",
+     "CASE WHEN auds IS NULL OR len(auds) = 0 OR resources IS NULL OR len(resources) = 0 THEN NULL "
+     "ELSE list_bool_and([list_bool_or([contains(tt_aud_norm(r), tt_aud_norm(a)) "
+     "OR contains(tt_aud_norm(a), tt_aud_norm(r)) FOR a IN auds]) FOR r IN resources]) END"),
     # Token redaction applied to anything stored from a log (see redact.py).
     ("tt_redact", "s",
      f"CASE WHEN s IS NULL OR NOT regexp_matches(s, {REDACT_TRIGGER_SQL}) THEN s "

@@ -7,6 +7,7 @@ SHA-256 makes re-ingesting the same data a no-op.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import os
@@ -84,11 +85,26 @@ def spool_stdin(stream: BinaryIO, workdir: str) -> SourceFile:
                       gzip=is_gzip)
 
 
+IGNORE_FILE = ".tokentrailignore"
+
+
+def _ignored_patterns(directory: Path) -> list[str]:
+    """Glob patterns (one per line, # comments) of files a directory walk skips there."""
+    try:
+        text = (directory / IGNORE_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
 def _walk(directory: Path) -> Iterator[Path]:
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        ignored = _ignored_patterns(Path(root))
         for name in sorted(files):
             if name.startswith(".") or Path(name).suffix.lower() in _SKIP_SUFFIXES:
+                continue
+            if any(fnmatch.fnmatch(name, pat) for pat in ignored):
                 continue
             yield Path(root) / name
 
