@@ -171,3 +171,35 @@ def test_sample_logs_story_is_benign(tmp_path):
     counts = dict(rows)
     assert counts.get("stolen", 0) == 0 and counts.get("forwarded", 0) == 0
     assert counts.get("delegate", 0) >= 4 and counts.get("owner", 0) >= 8
+
+
+def test_policy_declares_transports_nat_and_workload_aliases(tmp_path):
+    from tokentrail.policy import parse_policy
+
+    policy = parse_policy("""
+[[workloads]]
+name = "coder"
+identifiers = ["spiffe://acme.example/ns/agents/sa/coder", "client:coder-app", "ip:10.42.1.0/24"]
+[[transports]]
+name = "egress-proxy"
+identifiers = ["spiffe://acme.example/ns/infra/sa/egress"]
+[networks]
+nat = ["198.51.100.0/28"]
+""", file="policy.toml")
+    log = tmp_path / "p.jsonl"
+    events = [
+        ev("00:00", "issue", "t1", client_id="coder-app", workload="client:coder-app"),
+        ev("00:01", "use", "t1", src_ip="10.42.1.50", user_agent="httpx/0.27"),  # a replica's pod IP
+        ev("00:02", "use", "t1", peer_spiffe="spiffe://acme.example/ns/infra/sa/egress"),
+        ev("00:03", "use", "t1", src_ip="198.51.100.3"),  # inside declared NAT
+    ]
+    log.write_text("".join(json.dumps(e) + "\n" for e in events))
+    with Case() as case:
+        ingest(case, [str(log)], format_name="tokentrail")
+        analyse(case.con, policy=policy, rules=[])
+        got = {r[0]: (r[1], r[2]) for r in case.query(
+            "SELECT holder_id, classification, confidence FROM token_holders")[1]}
+    assert got["ip:10.42.1.50/httpx"][0] == "owner"
+    assert got["spiffe://acme.example/ns/infra/sa/egress"] == ("transport", 0.9)
+    nat_class, nat_conf = got["ip:198.51.100.3"]
+    assert nat_class == "suspicious" and nat_conf <= 0.3

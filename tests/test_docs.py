@@ -54,3 +54,20 @@ def test_changelog_has_unreleased_section_and_current_version():
     text = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
     assert "## [Unreleased]" in text
     assert __version__ in (REPO / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_readme_rules_table_is_generated_from_the_rule_files():
+    from tokentrail.rules.model import rules_markdown
+
+    assert rules_markdown() in README
+
+
+def test_readme_policy_example_is_a_valid_policy():
+    from tokentrail.policy import parse_policy
+
+    block = re.search(r"## Policy.*?```toml\n(.*?)```", README, re.S)
+    assert block
+    policy = parse_policy(block.group(1), file="README.md")
+    assert policy.workload_of("ip:10.42.1.33/python-requests") == "coder"
+    assert policy.workload_of("spiffe://acme.example/ns/istio-system/sa/acme-gateway",
+                              role="transport") == "gateway"

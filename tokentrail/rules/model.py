@@ -122,3 +122,12 @@ def load_rules(extra_dirs: tuple[str, ...] = (), *, builtin: bool = True) -> lis
         rule = load_rule(path)
         by_id[rule.id] = rule
     return sorted(by_id.values(), key=lambda r: r.id)
+
+
+def rules_markdown() -> str:
+    """The README's rules table, generated so it cannot drift from the rule files."""
+    lines = ["| id | severity | class | title | ATT&CK |", "|---|---|---|---|---|"]
+    for r in load_rules():
+        lines.append(f"| {r.id} | {r.severity} | {r.classification} | {r.title} | "
+                     f"{', '.join(r.attack)} |")
+    return "\n".join(lines)
