@@ -7,8 +7,11 @@ written to its vendor's documented shape (see README.md in this folder for the s
 seeded random generator, fixed times and a dummy HS256 key, so running this script twice
 writes byte-identical files.
 
-Only the normal, benign story is here, with the benign look-alikes a responder must not
-mistake for theft. Incidents (forwarding, theft) and EXPECTED.json come in a later change.
+The benign morning (with the look-alikes a responder must not mistake for theft) is generated
+first; a separate INCIDENTS section then adds forwarding, passthrough and theft into the same
+files and timeline from its own seeded generator, so the benign records never change. The
+script also writes EXPECTED.json: what a careful responder concludes about every (token,
+holder) pair and which findings a correct tool reports, from the story's own definitions.
 
 No raw JWT appears in the output except one `authorization` value in the gateway log (a
 deployment that logs the header; tokentrail must fingerprint it and drop it). Every other
@@ -24,6 +27,8 @@ import random
 import string
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1047,6 +1052,455 @@ def build_k8s() -> list[dict[str, Any]]:
     return lines
 
 
+# =======================================================================================
+# INCIDENTS
+#
+# Everything above is the benign morning and is generated first, unchanged. Everything
+# below adds the incidents into the same files and timeline. It draws from its own seeded
+# generator (INCIDENT_SEED), so the benign records stay byte for byte what they were.
+# README.md ("Incidents") tells the story; EXPECTED.json (written by `expected()` from the
+# same definitions) says what a careful responder concludes about every pair and finding.
+#
+#   a  09:38:12  coder-7d9f re-presents the orchestrator's own A1 at tasks-api     forwarded, TT001
+#   b  09:42:30  mcp-files passes the coder's C2 through to files-api             forwarded, TT002
+#   c  09:38:05  M2 (DPoP-bound) replayed from 203.0.113.45 without a proof       stolen, TT005
+#   d  09:56:31  P1 used 4 min after Globex revoked it, from 203.0.113.45         stolen, TT007
+#   e  09:52:40  expired C1 presented to mcp-files by a sandbox notebook pod      stolen, TT008
+#   f  09:44:18  alice's rotated CLI refresh token redeemed again (Keycloak)      TT009
+#   g  09:41:47  exchange drops M2's DPoP binding (X1); 09:46:05 exchange widens
+#                the researcher's scope to files:write (X2)                        TT006, TT010
+#   h  09:18:03  P1's raw Authorization header in the gateway log (benign part)  TT013
+#   i  09:47:12  the EC2 instance key used from 203.0.113.45                     stolen, TT016
+#   j  09:37:21  mcp-files' DPoP proof for M2 replayed in a second request       stolen, TT017
+#   k  09:50:12  coder-7d9f's service-account token K0 used from 203.0.113.45    stolen, TT004
+
+INCIDENT_SEED = SEED + 1
+INTRUDER_IP = "203.0.113.45"  # the intruder's VPS (every theft but the refresh-token one)
+STEALER_IP = "203.0.113.200"  # whoever took alice's CLI token cache
+CURL_UA = "curl/8.5.0"
+REQUESTS_UA = "python-requests/2.32.3"
+KUBECTL_UA = "kubectl/v1.31.1 (linux/amd64) kubernetes/948afe5"
+INTRUDER_AWS_UA = ("aws-cli/2.17.50 md/awscrt#0.21.5 ua/2.0 os/linux#6.8.0-45-generic "
+                   "md/arch#x86_64 lang/python#3.12.6 md/pyimpl#CPython cfg/retry-mode#standard "
+                   "md/installer#exe md/distrib#ubuntu.24 sid/{} md/prompt#off md/command#{}")
+CLI_CLIENT = "agents-cli"  # Keycloak public client (PKCE) of alice's command-line tool
+AGENTS_CLI_UA = "acme-agents-cli/0.7.2 python-httpx/0.27.2"
+CLI_SCOPE = "openid profile tasks:read"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+@contextmanager
+def incident_rng() -> Iterator[None]:
+    """Draw from the incidents' own generator, leaving the benign one untouched."""
+    global rng
+    saved, rng = rng, random.Random(INCIDENT_SEED)
+    try:
+        yield
+    finally:
+        rng = saved
+
+
+@dataclass
+class IncidentCast:
+    notebook: Pod  # a data-science notebook in the sandbox namespace (incident e)
+    cli0: Token  # alice's CLI access token (code flow) and the refresh token minted with it
+    rtc0: str
+    cli1: Token  # ... and after the CLI's refresh (RTC0 rotated to RTC1)
+    rtc1: str
+    x1: Token  # mcp-files' exchange of its DPoP-bound M2 for artifacts: no cnf (g, TT006)
+    x2: Token  # mcp-files' exchange of the researcher's R2 for files-api: files:write (TT010)
+
+
+def incident_cast() -> IncidentCast:
+    """The incidents' people and tokens; call inside `incident_rng()` (first draws)."""
+    notebook = Pod("notebook-bob-0", "sandbox", "notebook", "10.42.10.23", "worker-1")
+    cli0 = kc_token("CLI0", at("09:05:41.206"), sub=ALICE["id"], azp=CLI_CLIENT,
+                    aud=["tasks-api"], scope=CLI_SCOPE)
+    rtc0, rtc1 = uid(), uid()
+    cli1 = kc_token("CLI1", at("09:33:02.518"), sub=ALICE["id"], azp=CLI_CLIENT,
+                    aud=["tasks-api"], scope=CLI_SCOPE)
+    # Keycloak's legacy (V1) token exchange mints an unbound Bearer token from a DPoP-bound
+    # subject token (keycloak/keycloak#50963): no cnf in X1.
+    x1 = kc_token("X1", at("09:41:47.262"), sub=MCP_SA_USER, azp="mcp-files",
+                  aud=["artifacts"], scope="storage:read", sid=None)
+    # The exchange grants what mcp-files asked for from its own client scopes, not the
+    # intersection with the subject token's scope: files:write was never delegated.
+    x2 = kc_token("X2", at("09:46:05.436"), sub=ALICE["id"], azp="mcp-files",
+                  aud=["files-api"], scope="files:read files:write",
+                  act={"sub": MCP.spiffe, "act": ACT_RESEARCHER})
+    return IncidentCast(notebook, cli0, rtc0, cli1, rtc1, x1, x2)
+
+
+def _aud_list(claims: dict[str, Any]) -> list[str]:
+    aud = claims["aud"]
+    return list(aud) if isinstance(aud, list) else [aud]
+
+
+def _act_chain(act: dict[str, Any] | None) -> list[str]:
+    chain = []
+    while act:
+        chain.append(act["sub"])
+        act = act.get("act")
+    return chain
+
+
+def mcp_outbound_bearer(hms: str, token: Token, authority: str, method: str, path: str,
+                        trace: str, *, status: int = 200) -> None:
+    """mcp-files calls an API through the gateway with an unbound token (Bearer)."""
+    rid = uid()
+    c = token.claims
+    rec: dict[str, Any] = {
+        "ts": iso_ms(at(hms)), "kind": "use",
+        "outcome": "success" if status < 400 else "failure",
+        "token_id": token.jti, "token_fp": token.fp, "subject": c["sub"],
+        "client_id": c["azp"], "audience": _aud_list(c), "scopes": c["scope"].split()}
+    if "act" in c:
+        rec["act_chain"] = _act_chain(c["act"])
+    rec.update({
+        "auth_scheme": "Bearer", "holder_id": MCP.spiffe, "holder_tier": "spiffe",
+        "exp": iso_s(token.exp), "resource": authority, "method": method, "path": path,
+        "status": status, "request_id": rid, "trace_id": trace,
+        "extra": {"direction": "outbound", "pod": f"{MCP.namespace}/{MCP.name}"}})
+    mcp_lines.append(rec)
+    gw(hms_plus(hms, 0.004), MCP, authority, method, path, status, token=token, rid=rid,
+       trace=trace)
+
+
+def mcp_exchange(hms: str, subject: Token, issued: Token, trace: str,
+                 requested_scope: str) -> None:
+    """mcp-files logs the RFC 8693 exchange it made: subject token in, new token out."""
+    c = issued.claims
+    rec: dict[str, Any] = {
+        "ts": iso_ms(at(hms)), "kind": "exchange", "outcome": "success",
+        "token_id": issued.jti, "token_fp": issued.fp, "parent_token_key": subject.jti,
+        "issuer": c["iss"], "subject": c["sub"], "client_id": c["azp"],
+        "audience": _aud_list(c), "scopes": c["scope"].split()}
+    if "act" in c:
+        rec["act_chain"] = _act_chain(c["act"])
+    rec.update({
+        "holder_id": MCP.spiffe, "holder_tier": "spiffe", "iat": iso_s(
+            datetime.fromtimestamp(c["iat"], UTC)), "exp": iso_s(issued.exp),
+        "request_id": uid(), "trace_id": trace,
+        "extra": {"direction": "token-exchange", "grant_type": TOKEN_EXCHANGE,
+                  "subject_token_type": ACCESS_TOKEN_TYPE,
+                  "requested_token_type": ACCESS_TOKEN_TYPE,
+                  "issued_token_type": ACCESS_TOKEN_TYPE,
+                  "token_type": c["typ"], "requested_scope": requested_scope,
+                  "pod": f"{MCP.namespace}/{MCP.name}"}})
+    mcp_lines.append(rec)
+
+
+def kc_mcp_exchange(hms: str, issued: Token, user: str, session: str | None,
+                    subject_client: str) -> dict[str, Any]:
+    c = issued.claims
+    return kc_event(hms, "TOKEN_EXCHANGE", "mcp-files", user, MCP.ip, session, {
+        "token_id": issued.jti, "grant_type": TOKEN_EXCHANGE,
+        "audience": " ".join(_aud_list(c)), "scope": c["scope"],
+        "subject_token_client_id": subject_client,
+        "requested_token_type": ACCESS_TOKEN_TYPE, "client_auth_method": "client-jwt"})
+
+
+def build_incidents(keycloak: list[dict[str, Any]], cloudtrail: dict[str, Any],
+                    k8s: list[dict[str, Any]]) -> IncidentCast:
+    """Add every incident to the benign records (gateway and mcp-files lines go to their
+    module lists); returns the cast for EXPECTED.json."""
+    with incident_rng():
+        cast = incident_cast()
+        files_api = "files-api.acme.example"
+
+        # f (setup) 09:05 alice also follows the task from her laptop with the agents CLI, a
+        # public client: SSO login, code -> CLI0 + refresh token RTC0; 09:33 the CLI
+        # refreshes (RTC0 rotated to RTC1).
+        keycloak += [
+            kc_event("09:05:40.874", "LOGIN", CLI_CLIENT, ALICE["id"], BROWSER_IP, SESSION, {
+                "auth_method": "openid-connect", "auth_type": "code",
+                "redirect_uri": "http://127.0.0.1:53682/callback",
+                "consent": "no_consent_required", "code_id": SESSION, "username": "alice"}),
+            kc_event("09:05:41.206", "CODE_TO_TOKEN", CLI_CLIENT, ALICE["id"], BROWSER_IP,
+                     SESSION, {
+                         "token_id": cast.cli0.jti, "grant_type": "authorization_code",
+                         "refresh_token_type": "Refresh", "scope": CLI_SCOPE,
+                         "refresh_token_id": cast.rtc0, "code_id": SESSION,
+                         "client_auth_method": "client-secret"}),
+            kc_event("09:33:02.518", "REFRESH_TOKEN", CLI_CLIENT, ALICE["id"], BROWSER_IP,
+                     SESSION, {
+                         "token_id": cast.cli1.jti, "grant_type": "refresh_token",
+                         "refresh_token_type": "Refresh", "scope": CLI_SCOPE,
+                         "refresh_token_id": cast.rtc0,
+                         "updated_refresh_token_id": cast.rtc1,
+                         "client_auth_method": "client-secret"}),
+        ]
+        for hms, tok, path in (("09:05:43.517", cast.cli0, f"/v1/tasks/{TASK}"),
+                               ("09:17:12.804", cast.cli0, f"/v1/tasks/{TASK}/plan"),
+                               ("09:33:02.911", cast.cli1, f"/v1/tasks/{TASK}")):
+            gw(hms, BROWSER_IP, "tasks-api.acme.example", "GET", path, token=tok, ua=AGENTS_CLI_UA)
+
+        # j 09:37:21 the intruder replays mcp-files' 09:36:52 request to files-api, captured
+        # with its headers (token M2 and its DPoP proof) from mcp-files' HTTP trace log:
+        # same method and URL, the same proof (same proof jti, signed by mcp-files' key, still
+        # inside the verifier's iat window), mcp-files' own user agent, another address.
+        captured_path = "/v1/objects/specs/agent-protocol.md"
+        captured = next(r for r in gateway_lines
+                        if r["token_fp"] == M2.fp and r["path"] == captured_path)
+        replay = gw("09:37:21.406", INTRUDER_IP, files_api, "GET", captured_path, token=M2,
+                    ua=UA["mcp-files"])
+        replay["dpop_proof_jti"] = captured["dpop_proof_jti"]
+
+        # c 09:38 then M2 alone, with the Bearer scheme and no DPoP proof: the files-api
+        # route validates the JWT (jwt_authn) and runs the DPoP check only when a DPoP header
+        # is sent, so it accepts a DPoP-bound token as a bearer token.
+        for hms, path in (("09:38:05.117", "/v1/objects/?prefix=&limit=1000"),
+                          ("09:38:44.590", "/v1/objects/ops/runbooks/partner-integration.md")):
+            rec = gw(hms, INTRUDER_IP, files_api, "GET", path, token=M2, ua=REQUESTS_UA)
+            rec["dpop_jkt"] = None
+            rec["dpop_proof_jti"] = None
+
+        # a 09:38:12 the orchestrator hands its own task context to the coder, bearer token
+        # included; coder-7d9f uses A1 (issued to the orchestrator, no exchange) to update the
+        # task itself.
+        gw("09:38:12.334", CODER_A, "tasks-api.acme.example", "PATCH",
+           f"/v1/tasks/{TASK}/steps/3", token=A1)
+
+        # g (TT006) 09:41:47 coder-7d9f asks mcp-files to read the artifact it just
+        # uploaded; mcp-files exchanges its DPoP-bound M2 for an `artifacts` token (Keycloak
+        # token exchange V1) and gets X1 back as a plain Bearer token, which it uses.
+        trace = hexs(32)
+        mcp_inbound("09:41:47.231", CODER_A, C2, "read_artifact", trace)
+        keycloak.append(kc_mcp_exchange("09:41:47.262", cast.x1, MCP_SA_USER, None,
+                                        "mcp-files"))
+        mcp_exchange("09:41:47.279", M2, cast.x1, trace, "storage:read")
+        mcp_outbound_bearer("09:41:47.301", cast.x1, "artifacts.acme.example", "GET",
+                            "/v1/artifacts/agents/build-20261102-0941.tar.gz", trace)
+
+        # b 09:42:30 mcp-files 0.9.1's new export_file tool passes the caller's token
+        # through: coder-4x2q's C2 (audience code-api, mcp-files) presented to files-api,
+        # whose route does not restrict the audience.
+        trace = hexs(32)
+        mcp_inbound("09:42:30.655", CODER_B, C2, "export_file", trace)
+        mcp_outbound_bearer("09:42:30.679", C2, files_api, "GET",
+                            "/v1/objects/specs/tool-schema.json?download=1", trace)
+
+        # f 09:44:18 someone replays alice's CLI refresh token RTC0 (already redeemed at
+        # 09:33) from an unknown address: Keycloak refuses it for reuse (Revoke Refresh Token
+        # on, max reuse 0) and detaches the CLI's client session.
+        keycloak.append(kc_event(
+            "09:44:18.730", "REFRESH_TOKEN_ERROR", CLI_CLIENT, ALICE["id"], STEALER_IP,
+            SESSION, {"grant_type": "refresh_token", "client_auth_method": "client-secret",
+                      "refresh_token_id": cast.rtc0, "refresh_token_type": "Refresh",
+                      "reason": "Maximum allowed refresh token reuse exceeded"},
+            error="invalid_token"))
+
+        # g (TT010) 09:46:05 refused write_file at 09:45:40, the researcher tries
+        # propose_edit, which mcp-files implements by exchanging the caller's R2 for a
+        # files-api token with files:read files:write, granted: R2 never carried files:write.
+        trace = hexs(32)
+        mcp_inbound("09:46:05.412", RESEARCHER, R2, "propose_edit", trace)
+        keycloak.append(kc_mcp_exchange("09:46:05.436", cast.x2, ALICE["id"], SESSION,
+                                        "orchestrator"))
+        mcp_exchange("09:46:05.455", R2, cast.x2, trace, "files:read files:write")
+        mcp_outbound_bearer("09:46:05.478", cast.x2, files_api, "PUT", captured_path, trace)
+
+        # i 09:47-09:49 the artifacts-api instance role credentials (delivered by IMDSv2 to
+        # i-0c7e5a1f3b9d24e68) used from the intruder's address, not through the VPC
+        # endpoints: identity check, bucket listing, an artifact download, a refused read of
+        # SSM parameters.
+        ec2_id = session_identity("acme-artifacts-api", EC2_INSTANCE, KEY_EC2, at("08:47:21"),
+                                  ec2=True)
+        sid = hexs(8)
+        bucket, key = "acme-artifacts", "agents/build-20261102-0941.tar.gz"
+        s3_host = f"{bucket}.s3.{REGION}.amazonaws.com"
+        cloudtrail["Records"] += [
+            ct_event("09:47:12", "sts.amazonaws.com", "GetCallerIdentity", ec2_id, INTRUDER_IP,
+                     INTRUDER_AWS_UA.format(sid, "sts.get-caller-identity"), None, None,
+                     read_only=True),
+            ct_event("09:47:40", "s3.amazonaws.com", "ListBuckets", ec2_id, INTRUDER_IP,
+                     INTRUDER_AWS_UA.format(sid, "s3.ls"),
+                     {"Host": f"s3.{REGION}.amazonaws.com"}, None, read_only=True, s3=True,
+                     host=f"s3.{REGION}.amazonaws.com"),
+            ct_event("09:48:15", "s3.amazonaws.com", "GetObject", ec2_id, INTRUDER_IP,
+                     INTRUDER_AWS_UA.format(sid, "s3.cp"),
+                     {"bucketName": bucket, "Host": s3_host, "key": key}, None,
+                     read_only=True, category="Data", s3=True, host=s3_host,
+                     extra={"additionalEventData": {
+                         "SignatureVersion": "SigV4", "CipherSuite": "TLS_AES_128_GCM_SHA256",
+                         "bytesTransferredIn": 0, "AuthenticationMethod": "AuthHeader",
+                         "x-amz-id-2": base64.b64encode(rng.randbytes(57)).decode(),
+                         "bytesTransferredOut": 18_802_176},
+                         "resources": [{"type": "AWS::S3::Object",
+                                        "ARN": f"arn:aws:s3:::{bucket}/{key}"},
+                                       {"accountId": ACCOUNT, "type": "AWS::S3::Bucket",
+                                        "ARN": f"arn:aws:s3:::{bucket}"}]}),
+            ct_event("09:48:51", "ssm.amazonaws.com", "GetParametersByPath", ec2_id,
+                     INTRUDER_IP, INTRUDER_AWS_UA.format(sid, "ssm.get-parameters-by-path"),
+                     None, None, read_only=True, extra={
+                         "errorCode": "AccessDenied",
+                         "errorMessage": (
+                             f"User: arn:aws:sts::{ACCOUNT}:assumed-role/acme-artifacts-api/"
+                             f"{EC2_INSTANCE} is not authorized to perform: "
+                             "ssm:GetParametersByPath on resource: "
+                             f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/ because no "
+                             "identity-based policy allows the ssm:GetParametersByPath "
+                             "action")}),
+        ]
+        cloudtrail["Records"].sort(key=lambda r: r["eventTime"])
+
+        # k 09:50 coder-7d9f's projected service-account token K0 presented to the API server
+        # from the intruder's address with kubectl: the API server accepts it (the pod still
+        # exists) and RBAC answers. user.extra still names the pod: it comes from the token.
+        ns = "agents"
+        k0_user = sa_user(CODER_A, K0)
+        rbac_cm = ('RBAC: allowed by RoleBinding "coder-config-reader/agents" of Role '
+                   '"coder-config-reader" to ServiceAccount "coder/agents"')
+        k8s += audit("09:50:12.318", k0_user, INTRUDER_IP, KUBECTL_UA, "get",
+                     f"/api/v1/namespaces/{ns}/configmaps/coder-config",
+                     {"resource": "configmaps", "namespace": ns, "name": "coder-config",
+                      "apiVersion": "v1"}, 200, reason=rbac_cm)
+        k8s += audit("09:50:31.904", k0_user, INTRUDER_IP, KUBECTL_UA, "list",
+                     f"/api/v1/namespaces/{ns}/secrets?limit=500",
+                     {"resource": "secrets", "namespace": ns, "apiVersion": "v1"}, 403,
+                     decision="forbid")
+        k8s += audit("09:50:58.447", k0_user, INTRUDER_IP, KUBECTL_UA, "list",
+                     f"/api/v1/namespaces/{ns}/pods?limit=500",
+                     {"resource": "pods", "namespace": ns, "apiVersion": "v1"}, 403,
+                     decision="forbid")
+
+        # e 09:52:40 a notebook in the sandbox namespace presents C1 (the coder's delegated
+        # token, expired at 09:30:09) to mcp-files; mcp-files accepts it (its validator allows
+        # a day of leeway) and fetches the file with its own M2.
+        MCP_SESSIONS["notebook"] = uid()
+        tool_call("09:52:40.193", cast.notebook, C1, "read_file",
+                  "/v1/objects/specs/tool-schema.json", M2)
+
+        # d 09:56 P1, revoked by Globex at 09:52:10 (Okta), used from the intruder's address:
+        # partner-api validates JWTs locally and never introspects, so it still accepts P1
+        # until exp (10:05:02). The intruder read P1 from the 09:18:03 gateway line (h).
+        gw("09:56:31.118", INTRUDER_IP, "partner-api.acme.example", "GET",
+           "/v1/orders?since=2026-10-01T00:00:00Z&limit=500", token=P1, ua=CURL_UA)
+        gw("09:57:02.640", INTRUDER_IP, "partner-api.acme.example", "GET",
+           "/v1/orders/ORD-1002/invoice", token=P1, ua=CURL_UA)
+
+    keycloak.sort(key=lambda e: e["time"], reverse=True)
+    return cast
+
+
+def expected(cast: IncidentCast) -> dict[str, Any]:
+    """What a careful responder concludes from the story (not from tokentrail's output).
+
+    Pairs: every (token, holder) that presented a token to a resource (a use or a refused
+    use), holder ids as DESIGN.md derives them from transport evidence. Token-endpoint
+    grants (code, refresh, exchange) say who received a token; they are not presentations.
+    """
+    orch, coder, researcher = ORCH.spiffe, CODER_A.spiffe, RESEARCHER.spiffe
+    mcp, gateway, notebook = MCP.spiffe, GATEWAY.spiffe, cast.notebook.spiffe
+    office_cli = f"ip:{BROWSER_IP}/acme-agents-cli"
+    partner = f"ip:{PARTNER_IP}/globex-sync"
+    pairs = [
+        # the benign morning
+        (A0.jti, orch, "owner", "A0 was issued to client orchestrator (CODE_TO_TOKEN); the "
+         "orchestrator's SPIFFE ID presents it"),
+        (A1.jti, orch, "owner", "A1 is the orchestrator's refreshed token (REFRESH_TOKEN), "
+         "presented by the orchestrator"),
+        (C1.jti, coder, "delegate", "C1 minted by a logged TOKEN_EXCHANGE with act.sub = the "
+         "coder's SPIFFE ID; both replicas share that ID"),
+        (C1.jti, gateway, "transport", "the code-api sidecar logs the gateway relaying the "
+         "coder's requests (same request id, x_forwarded_for = coder pod)"),
+        (C2.jti, coder, "delegate", "C2 minted by a logged TOKEN_EXCHANGE with act.sub = the "
+         "coder's SPIFFE ID"),
+        (C2.jti, gateway, "transport", "gateway hop logged by the code-api sidecar"),
+        (R1.jti, researcher, "delegate", "R1 minted by a logged TOKEN_EXCHANGE for the "
+         "researcher; includes its retry and the 09:30:12 401 logged with only token_fp, which "
+         "the mcp-files log ties to R1's jti (same fingerprint): one token, no separate pair"),
+        (R2.jti, researcher, "delegate", "R2 minted by a logged TOKEN_EXCHANGE for the "
+         "researcher"),
+        (M1.jti, mcp, "owner", "M1 is mcp-files' own DPoP-bound token, every use proven with "
+         "the bound key"),
+        (M2.jti, mcp, "owner", "M2 is mcp-files' own DPoP-bound token, every use by mcp-files "
+         "proven with the bound key"),
+        (K0.jti, f"ip:{CODER_A.ip}/openapi-generator", "owner", "K0 is bound to pod "
+         "coder-7d9f; these calls come from that pod's address; the intruder's use does not "
+         "change who owns it"),
+        (K1.jti, coder, "owner", "K1 is bound to pod coder-7d9f and presented by the coder "
+         "service account's SPIFFE ID"),
+        (K2.jti, f"ip:{CODER_B.ip}/openapi-generator", "owner", "K2 is bound to pod "
+         "coder-4x2q and used only from its address"),
+        (P1.jti, partner, "owner", "P1 granted to Globex at 198.51.100.77 and used from there"),
+        (P2.jti, partner, "owner", "P2 granted to Globex at 198.51.100.77 and used from there"),
+        (KEY_CI, f"ip:{GITHUB_IP}/aws-sdk-nodejs", "owner", "the runner that obtained the "
+         "acme-ci session (AssumeRoleWithWebIdentity) uses it"),
+        (KEY_DEPLOY, f"ip:{GITHUB_IP}/aws-cli", "delegate", "acme-deploy session minted by a "
+         "logged role chain from acme-ci, used by the same runner"),
+        (KEY_DEPLOY, f"ip:{GITHUB_IP}/docker", "delegate", "same runner, docker push: the "
+         "user agent makes it a second network-tier holder"),
+        (KEY_EC2, f"ip:{EC2_IP}/aws-sdk-go-v2", "owner", "the instance's own calls through "
+         "the VPC endpoints; the intruder's use from outside does not change who owns it"),
+        # set-up of the incidents, benign in themselves
+        (cast.cli0.jti, office_cli, "owner", "alice's CLI token, used from the office address "
+         "that redeemed the code"),
+        (cast.cli1.jti, office_cli, "owner", "alice's CLI token after refresh, same address"),
+        (cast.x1.jti, mcp, "delegate", "mcp-files received X1 from its own logged exchange "
+         "and presents it (a token minted by exchange is a delegate, not an owner); the lost "
+         "binding is finding TT006, not a change of holder"),
+        (cast.x2.jti, mcp, "delegate", "X2 minted by a logged exchange with act.sub = "
+         "mcp-files, presented by mcp-files; the widened scope is finding TT010"),
+        # the incidents
+        (A1.jti, coder, "forwarded", "a: coder-7d9f re-presents the orchestrator's own token: "
+         "not issued to it, no exchange, coder is not in any act claim"),
+        (C2.jti, mcp, "forwarded", "b: mcp-files (an audience of C2) passes C2 through to "
+         "files-api, outside C2's audience: mcp_passthrough. Same trace as the inbound call, "
+         "but a different request to a different resource: not a transport hop"),
+        (M2.jti, f"jkt:{JKT_MCP}", "stolen", "j: a second request carrying the proof jti of "
+         "mcp-files' 09:36:52 request, from 203.0.113.45 without mTLS: a replayed proof, "
+         "not possession of the key"),
+        (M2.jti, f"ip:{INTRUDER_IP}/python-requests", "stolen", "c: DPoP-bound M2 presented "
+         "without any proof from an external address that never received it"),
+        (P1.jti, f"ip:{INTRUDER_IP}/curl", "stolen", "d: used after Okta recorded its "
+         "revocation, from an unknown external address"),
+        (C1.jti, notebook, "stolen", "e: used 22 minutes after expiry by a workload that "
+         "never received C1"),
+        (KEY_EC2, f"ip:{INTRUDER_IP}/aws-cli", "stolen", "i: instance-role credentials "
+         "(ec2RoleDelivery 2.0, session = instance id) used from a public address"),
+        (K0.jti, f"ip:{INTRUDER_IP}/kubectl", "stolen", "k: pod-bound service-account token "
+         "presented from an address outside the cluster"),
+    ]
+    findings = [
+        ("TT001", A1.jti, coder, "a: internal holder forwarding a token issued to the "
+         "orchestrator"),
+        ("TT002", C2.jti, mcp, "b: MCP token passthrough to files-api"),
+        ("TT004", M2.jti, f"jkt:{JKT_MCP}", "j: stolen pair, binding not broken (the proof "
+         "is genuine), neither late nor revoked: TT004's catch-all applies"),
+        ("TT004", KEY_EC2, f"ip:{INTRUDER_IP}/aws-cli", "i: unknown external holder"),
+        ("TT004", K0.jti, f"ip:{INTRUDER_IP}/kubectl", "k: unknown external holder"),
+        ("TT005", M2.jti, f"ip:{INTRUDER_IP}/python-requests", "c: DPoP-bound token without "
+         "a proof, accepted"),
+        ("TT006", cast.x1.jti, mcp, "g: exchange of DPoP-bound M2 minted X1 without cnf, "
+         "presented as Bearer"),
+        ("TT007", P1.jti, f"ip:{INTRUDER_IP}/curl", "d: accepted 4-5 min after revocation"),
+        ("TT008", C1.jti, notebook, "e: accepted 22 min after expiry"),
+        ("TT009", cast.rtc0, f"ip:{STEALER_IP}", "f: Keycloak refused a second redemption of "
+         "alice's CLI refresh token for reuse"),
+        ("TT010", cast.x2.jti, mcp, "g: exchange of R2 granted files:write, not in R2's scope"),
+        ("TT013", P1.jti, partner, "h: P1's raw Authorization header in the gateway log "
+         "(the leak behind d)"),
+        ("TT016", KEY_EC2, f"ip:{INTRUDER_IP}/aws-cli", "i: instance credentials off the "
+         "instance"),
+        ("TT017", M2.jti, f"jkt:{JKT_MCP}", "j: DPoP proof jti presented in a second request"),
+    ]
+    return {
+        "description": (
+            "What a careful responder concludes from the sample story (README.md, 'Incidents'), "
+            "written by generate.py from the story's own definitions, not from tokentrail's "
+            "output. pairs: every (token, holder) that presented a token to a resource (a use "
+            "or a refused use), with its class; token-endpoint grants (code, refresh, exchange) "
+            "say who received a token and are not presentations. findings: every finding a "
+            "correct tool reports with the built-in rules and no policy, and no other."),
+        "pairs": [{"token_key": t, "holder_id": h, "classification": c, "why": w}
+                  for t, h, c, w in pairs],
+        "findings": [{"rule": r, "token_key": t, "holder_id": h, "why": w}
+                     for r, t, h, w in findings],
+    }
+
+
 # ---------------------------------------------------------------------------------------
 
 
@@ -1082,30 +1536,51 @@ def print_ids() -> None:
         ("DEPLOY", KEY_DEPLOY, "AssumeRole by acme-ci", "GitHub Actions (role acme-deploy)"),
         ("EC2", KEY_EC2, "none (IMDSv2)", f"instance {EC2_INSTANCE} (acme-artifacts-api)"),
     ]
+    with incident_rng():
+        cast = incident_cast()
+    rows += [
+        ("CLI0", cast.cli0.jti, "Keycloak CODE_TO_TOKEN (public client agents-cli)",
+         "alice's CLI on her laptop (incident f)"),
+        ("CLI1", cast.cli1.jti, "Keycloak REFRESH_TOKEN (agents-cli)", "alice's CLI"),
+        ("X1", cast.x1.jti, "Keycloak TOKEN_EXCHANGE of M2 (no cnf)", "mcp-files (incident g)"),
+        ("X2", cast.x2.jti, "Keycloak TOKEN_EXCHANGE of R2 (files:write added)",
+         "mcp-files (incident g)"),
+    ]
     print("| name | id | issued by | holder |\n|---|---|---|---|")
     for name, ident, issued, holder in rows:
         print(f"| {name} | `{ident}` | {issued} | {holder} |")
     print(f"\nalice userId `{ALICE['id']}`, Keycloak session `{SESSION}`, "
           f"refresh tokens `{RT0}` -> `{RT1}`, mcp-files DPoP jkt `{JKT_MCP}`, "
           f"Okta client `{OKTA_CLIENT}`, authorization server `{OKTA_AS}`")
+    print(f"alice's CLI refresh tokens `{cast.rtc0}` -> `{cast.rtc1}` (incident f), "
+          f"notebook pod {cast.notebook.namespace}/{cast.notebook.name} "
+          f"`{cast.notebook.spiffe}` at {cast.notebook.ip}")
 
 
 def main() -> None:
     if "--ids" in sys.argv[1:]:
         print_ids()
         return
+    # The benign morning first, in its original order (it owns the seeded generator) ...
     build_gateway_and_mcp()
+    keycloak = build_keycloak()
+    okta = build_okta()
+    cloudtrail = build_cloudtrail()
+    k8s = build_k8s()
+    # ... then the incidents, into the same records, from their own generator.
+    cast = build_incidents(keycloak, cloudtrail, k8s)
     gateway_lines.sort(key=lambda r: r["start_time"])
     sidecar_lines.sort(key=lambda r: r["start_time"])
     mcp_lines.sort(key=lambda r: r["ts"])
     write_jsonl("envoy-acme-gateway-access.jsonl", gateway_lines, sort_keys=True)
     write_jsonl("envoy-code-api-sidecar-access.jsonl", sidecar_lines, sort_keys=True)
     write_jsonl("tokentrail-mcp-files.jsonl", mcp_lines)
-    write_json("keycloak-acme-events.json", build_keycloak())
-    write_json("okta-system-log.json", build_okta())
-    write_json(f"cloudtrail-{ACCOUNT}_CloudTrail_{REGION}_20261102T0955Z.json",
-               build_cloudtrail())
-    write_jsonl("k8s-audit-agents-prod.jsonl", build_k8s())
+    write_json("keycloak-acme-events.json", keycloak)
+    write_json("okta-system-log.json", okta)
+    write_json(f"cloudtrail-{ACCOUNT}_CloudTrail_{REGION}_20261102T0955Z.json", cloudtrail)
+    write_jsonl("k8s-audit-agents-prod.jsonl", k8s)
+    with open(OUT / "EXPECTED.json", "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(json.dumps(expected(cast), indent=2, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,10 @@ def test_user_rule_dir_and_broken_rule(run, tmp_path):
     assert r.exit_code == 3 and "X2.toml" in r.stderr and "severity" in r.stderr
 
 
-def test_sample_logs_scan_has_no_finding_yet(run):
-    r = run("scan", str(REPO / "sample-logs"), "--format", "json")
-    assert r.exit_code == 0, r.stdout[:2000]
-    assert json.loads(r.stdout)["findings"] == []
+def test_sample_logs_scan_reports_the_incidents_and_fails_on_high(run):
+    """The README's first command; the full ground truth is tests/test_sample_expected.py."""
+    r = run("scan", str(REPO / "sample-logs"))
+    assert r.exit_code == 1
+    for rule in ("TT001", "TT002", "TT005", "TT007", "TT016"):
+        assert rule in r.stdout
+    assert run("scan", str(REPO / "sample-logs"), "--fail-on", "none", "-q").exit_code == 0

@@ -147,7 +147,9 @@ WITH facts AS (
          t.client_id AS t_client_id, t.current_actor AS t_actor, t.holders AS t_holders,
          t.issue_kind AS t_issue_kind, t.pod AS t_pod, t.host AS t_host, l.kind AS link_kind,
          {pod_match} AS pod_match,
-         coalesce(t.holders = 1 AND th.holder_tier = 'network' AND {_private(ip)}, false) AS sole_internal
+         coalesce(th.holder_tier = 'network' AND {_private(ip)} AND count(*) FILTER (
+             WHERE th.holder_tier = 'network' AND {_private(ip)}) OVER (PARTITION BY th.token_key) = 1,
+             false) AS sole_internal
   FROM token_holders th
   JOIN tokens t USING (token_key)
   LEFT JOIN (SELECT child_key, any_value(kind) AS kind, any_value(parent_key) AS parent_key
@@ -156,6 +158,8 @@ WITH facts AS (
   SELECT *,
     CASE
       WHEN declared_transport THEN ['transport', '0.9', 'declared transport hop (policy)']
+      WHEN proof_replays > 0 AND owner_match IS NULL OR proof_replays > 0 AND proof_replays = count
+        THEN ['stolen', '0.9', 'replayed a DPoP proof (same proof jti) first used on an earlier request']
       WHEN owner_match IS NOT NULL AND NOT delegated
         THEN ['owner', CAST({tier_conf} AS VARCHAR), owner_match]
       WHEN relayed AND relayed_from IS NOT NULL AND owner_match IS NULL AND actor_match IS NULL

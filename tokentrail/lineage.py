@@ -108,6 +108,16 @@ WITH p AS (
          AND (a.path = b.path OR a.resource = b.resource)
          AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND
     GROUP BY a.event_id
+), replays AS (
+    -- RFC 9449 §11.1: a DPoP proof is single-use. The same proof jti on a later, different
+    -- request (not a retry of the same request id, not the same holder within a second).
+    SELECT a.event_id, true AS replay
+    FROM p a JOIN p b ON a.proof_jti IS NOT NULL AND a.proof_jti = b.proof_jti
+         AND a.event_id <> b.event_id AND b.ts <= a.ts
+         AND (a.request_id IS NULL OR b.request_id IS NULL OR a.request_id <> b.request_id)
+         AND NOT (a.holder_id = b.holder_id AND a.ts - b.ts <= INTERVAL 1 SECOND)
+         AND (b.ts < a.ts OR b.event_id < a.event_id)
+    GROUP BY a.event_id
 )
 SELECT p.token_key, p.holder_id,
        any_value(p.holder_tier) AS holder_tier,
@@ -134,10 +144,11 @@ SELECT p.token_key, p.holder_id,
        max(p.ts - p.t_exp) FILTER (WHERE p.kind = 'use' AND p.ts > p.t_exp) AS max_after_exp,
        max(p.ts - p.t_revoked_at) FILTER (WHERE p.kind = 'use' AND p.ts > p.t_revoked_at)
            AS max_after_revoke,
+       count(*) FILTER (WHERE rp.replay) AS proof_replays,
        bool_and(coalesce(r.relayed, false)) AS relayed,
        any_value(r.relayed_from) AS relayed_from,
        list(p.event_id ORDER BY p.ts, p.event_id) AS event_ids
-FROM p LEFT JOIN relayed r USING (event_id)
+FROM p LEFT JOIN relayed r USING (event_id) LEFT JOIN replays rp USING (event_id)
 GROUP BY p.token_key, p.holder_id
 """
 
