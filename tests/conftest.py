@@ -48,3 +48,22 @@ def write_jsonl(path: Path, records: list[object]) -> Path:
         for r in records:
             fh.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
     return path
+
+
+def events_by_line(case: Case, path: object) -> dict[int, dict[str, object]]:
+    """The events of one ingested file keyed by line, with `extra` decoded."""
+    cols, rows = case.query(
+        "select e.* from events e join sources s using (source_id) where s.path = ? "
+        "order by e.line", [str(path)])
+    out = {}
+    for r in rows:
+        e = dict(zip(cols, r, strict=True))
+        e["extra"] = json.loads(e["extra"]) if e["extra"] else {}
+        out[e["line"]] = e
+    return out
+
+
+def case_text(case: Case) -> str:
+    """Everything stored from the logs, as text, for secret searches."""
+    return "\n".join(str(case.con.execute(f"select * from {t}").fetchall())
+                     for t in ("events", "rejects", "sources"))

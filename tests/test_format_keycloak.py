@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, fingerprint, write_jsonl
+from conftest import FIXTURES, case_text, events_by_line, fingerprint, write_jsonl
 
 from tokentrail import Case
 from tokentrail.ingest import ingest
@@ -24,21 +23,8 @@ AT1 = "onrtac:3f9a1c2e-7b4d-8e6f-a0b1-c2d3e4f5a6b7"
 RT_SPA = "6f5e4d3c-2b1a-4098-8765-43210fedcba9"
 
 
-def _events(case: Case, path: object) -> dict[int, dict[str, object]]:
-    cols, rows = case.query(
-        "select e.* from events e join sources s using (source_id) where s.path = ? "
-        "order by e.line", [str(path)])
-    out = {}
-    for r in rows:
-        e = dict(zip(cols, r, strict=True))
-        e["extra"] = json.loads(e["extra"]) if e["extra"] else {}
-        out[e["line"]] = e
-    return out
-
-
-def _all_text(case: Case) -> str:
-    return "\n".join(str(case.con.execute(f"select * from {t}").fetchall())
-                     for t in ("events", "rejects", "sources"))
+_events = events_by_line
+_all_text = case_text
 
 
 @pytest.fixture(scope="module")

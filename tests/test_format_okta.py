@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, fingerprint, write_jsonl
+from conftest import FIXTURES, case_text, events_by_line, fingerprint, write_jsonl
 
 from tokentrail import Case
 from tokentrail.ingest import ingest
@@ -39,21 +38,8 @@ def loaded() -> Iterator[Case]:
     c.close()
 
 
-def _events(case: Case, path: object) -> dict[int, dict[str, object]]:
-    cols, rows = case.query(
-        "select e.* from events e join sources s using (source_id) where s.path = ? "
-        "order by e.line", [str(path)])
-    out = {}
-    for r in rows:
-        e = dict(zip(cols, r, strict=True))
-        e["extra"] = json.loads(e["extra"]) if e["extra"] else {}
-        out[e["line"]] = e
-    return out
-
-
-def _all_text(case: Case) -> str:
-    return "\n".join(str(case.con.execute(f"select * from {t}").fetchall())
-                     for t in ("events", "rejects", "sources"))
+_events = events_by_line
+_all_text = case_text
 
 
 def test_array_and_lines_are_sniffed_as_okta(case: Case) -> None:
