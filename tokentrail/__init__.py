@@ -10,4 +10,13 @@ __version__ = "0.1.0"
 
 from .case import Case  # noqa: E402
 
-__all__ = ["Case", "__version__"]
+
+def open_case(path: str, **options: object) -> object:
+    """A case for notebooks: DataFrames of findings, tokens, holders, events; trace(x).
+    (Imported lazily: pandas is only loaded when asked for.)"""
+    from .api import open_case as _open_case
+
+    return _open_case(path, **options)  # type: ignore[arg-type]
+
+
+__all__ = ["Case", "__version__", "open_case"]

@@ -21,6 +21,7 @@ from .query_cmd import query_cmd
 from .rules_cmd import rules_cmd
 from .scan_cmd import scan_cmd
 from .tokens_cmd import holders_cmd, tokens_cmd
+from .trace_cmd import trace_cmd
 
 EPILOG = """\b
 Examples:
@@ -78,3 +79,4 @@ main.add_command(scan_cmd)
 main.add_command(tokens_cmd)
 main.add_command(holders_cmd)
 main.add_command(rules_cmd)
+main.add_command(trace_cmd)
