@@ -18,6 +18,7 @@ from ..redact import redact_text
 from .formats_cmd import formats_cmd
 from .ingest_cmd import ingest_cmd
 from .query_cmd import query_cmd
+from .report_cmd import report_cmd
 from .rules_cmd import rules_cmd
 from .scan_cmd import scan_cmd
 from .tokens_cmd import holders_cmd, tokens_cmd
@@ -79,4 +80,5 @@ main.add_command(scan_cmd)
 main.add_command(tokens_cmd)
 main.add_command(holders_cmd)
 main.add_command(rules_cmd)
+main.add_command(report_cmd)
 main.add_command(trace_cmd)

@@ -13,6 +13,7 @@ from rich.table import Table
 from ..analyse import analyse
 from ..case import MEMORY, Case, resolve_db_path
 from ..errors import ExitCode, InputError, UsageError
+from ..export import ocsf_findings, sarif_log
 from ..findings import baseline_json, load_baseline
 from ..ingest import Ingestor
 from ..output import cell_text, write_rows
@@ -21,7 +22,7 @@ from ..rules import load_rules
 from ..rules.model import SEVERITIES
 from .common import load_policy_option, open_output, policy_option, progress_bar, say
 
-SCAN_FORMATS = ("table", "json", "jsonl", "csv")
+SCAN_FORMATS = ("table", "json", "jsonl", "csv", "sarif", "ocsf")
 
 
 @click.command("scan", epilog="""\b
@@ -46,7 +47,8 @@ Exit codes: 0 no finding at or above --fail-on; 1 findings at or above it; 2 usa
 @click.option("--rules", "rules_dirs", multiple=True, metavar="DIR",
               help="Also load the rules in DIR (repeatable); a rule with a built-in id replaces it.")
 @click.option("--format", "fmt", type=click.Choice(SCAN_FORMATS), default="table", show_default=True,
-              help="Output format (sarif and ocsf come with the report issue).")
+              help="Output format: sarif is SARIF 2.1.0, ocsf a JSON array of OCSF 1.1.0 Detection "
+                   "Findings.")
 @click.option("-o", "--output", "output", default="-", metavar="FILE", show_default=True,
               help="Write to FILE instead of stdout.")
 @click.option("--fail-on", type=click.Choice((*SEVERITIES, "none")), default="high",
@@ -89,7 +91,7 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
         payload = scan_payload(case.con, findings)
     if write_baseline:
         Path(write_baseline).write_bytes(baseline_json(analysis.findings))
-    _emit(findings, payload, fmt, output)
+    _emit(findings, payload, fmt, output, rules=analysis.rules)
     if not quiet:
         hidden = len(analysis.findings) - len(findings)
         say(f"{len(findings)} finding(s)" + (f", {hidden} suppressed by baseline" if hidden else "")
@@ -100,9 +102,16 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
             raise SystemExit(int(ExitCode.FINDINGS))
 
 
-def _emit(findings: list[Any], payload: dict[str, Any], fmt: str, output: str) -> None:
+def _emit(findings: list[Any], payload: dict[str, Any], fmt: str, output: str,
+          rules: list[Any] | None = None) -> None:
     with open_output(output) as stream:
-        if fmt == "json":
+        if fmt == "sarif":
+            doc = sarif_log(findings, rules or [])
+            stream.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        elif fmt == "ocsf":
+            stream.write(orjson.dumps(ocsf_findings(findings), option=orjson.OPT_INDENT_2).decode()
+                         + "\n")
+        elif fmt == "json":
             stream.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
         elif fmt == "jsonl":
             for f in payload["findings"]:

@@ -1,0 +1,84 @@
+"""`tokentrail report`: analyse a case and write report files for people and other tools.
+
+Outputs are a group of options, at least one required; each option's parameter names a writer
+in `REPORT_OUTPUTS`. A new output (e.g. `--html FILE`) is one more option, one more parameter
+passed in `outputs`, and one more entry there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..analyse import Analysis, analyse
+from ..case import MEMORY, Case, resolve_db_path
+from ..errors import InputError, UsageError
+from ..export import write_csv_dir
+from ..rules import load_rules
+from .common import db_option, load_policy_option, policy_option, say
+
+# A writer gets the analysed case connection, the analysis (findings and the rules that ran) and
+# the option's value, and returns one line for the closing summary.
+Writer = Callable[[Any, Analysis, str], str]
+
+
+def _write_csv(con: Any, analysis: Analysis, directory: str) -> str:
+    counts = write_csv_dir(con, analysis.findings, directory)
+    parts = ", ".join(f"{name} ({n} rows)" for name, n in counts.items())
+    return f"wrote {parts} to {directory}"
+
+
+# option parameter name -> (option as the user types it, writer)
+REPORT_OUTPUTS: dict[str, tuple[str, Writer]] = {
+    "csv_dir": ("--csv DIR", _write_csv),
+}
+
+
+@click.command("report", epilog="""\b
+Examples:
+  tokentrail ingest logs/ --db case.duckdb
+  tokentrail report --db case.duckdb --csv report/     # findings, tokens, holders, events
+
+\b
+Exit codes: 0 written; 2 usage error (no output option given); 3 input error (no case, no
+usable events, bad policy or rule, an output that cannot be written).
+""")
+@db_option
+@policy_option
+@click.option("--rules", "rules_dirs", multiple=True, metavar="DIR",
+              help="Also load the rules in DIR (repeatable); a rule with a built-in id replaces it.")
+@click.option("--csv", "csv_dir", metavar="DIR",
+              help="Write findings.csv, tokens.csv, holders.csv and events.csv into DIR (created "
+                   "if missing; each file replaced atomically).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def report_cmd(db: str | None, policy_file: str | None, rules_dirs: tuple[str, ...],
+               csv_dir: str | None, quiet: bool) -> None:
+    """Analyse a case (lineage, classification, rules, as `scan` does) and write reports.
+
+    Give at least one output. CSV files follow RFC 4180 (UTF-8, CRLF, multi-line values
+    quoted); cells a spreadsheet would run as a formula are prefixed with '.
+    """
+    outputs = {"csv_dir": csv_dir}
+    wanted = {name: value for name, value in outputs.items() if value}
+    if not wanted:
+        names = " or ".join(flag for flag, _ in REPORT_OUTPUTS.values())
+        raise UsageError(f"nothing to write: give {names}")
+    rules = load_rules(rules_dirs)
+    policy = load_policy_option(policy_file)
+    db_path = resolve_db_path(db)
+    if db_path == MEMORY or not Path(db_path).exists():
+        raise InputError(f"no case database at {db_path}: run `tokentrail ingest` first, or "
+                         "pass --db")
+    with Case(db_path) as case:
+        events = case.con.execute("SELECT count(*) FROM events").fetchone()
+        if not events or not events[0]:
+            raise InputError(f"case {db_path} holds no events: nothing to report")
+        analysis = analyse(case.con, policy=policy, rules=rules)
+        for name, value in wanted.items():
+            _, writer = REPORT_OUTPUTS[name]
+            summary = writer(case.con, analysis, value)
+            if not quiet:
+                say(summary)
