@@ -31,8 +31,16 @@ def _write_csv(con: Any, analysis: Analysis, directory: str) -> str:
     return f"wrote {parts} to {directory}"
 
 
+def _write_html(con: Any, analysis: Analysis, path: str) -> str:
+    from ..export.html import write_html_report
+
+    write_html_report(con, path, findings=analysis.findings)
+    return f"wrote {path} ({len(analysis.findings)} findings; self-contained, works offline)"
+
+
 # option parameter name -> (option as the user types it, writer)
 REPORT_OUTPUTS: dict[str, tuple[str, Writer]] = {
+    "html_file": ("--html FILE", _write_html),
     "csv_dir": ("--csv DIR", _write_csv),
 }
 
@@ -40,6 +48,7 @@ REPORT_OUTPUTS: dict[str, tuple[str, Writer]] = {
 @click.command("report", epilog="""\b
 Examples:
   tokentrail ingest logs/ --db case.duckdb
+  tokentrail report --db case.duckdb --html report.html
   tokentrail report --db case.duckdb --csv report/     # findings, tokens, holders, events
 
 \b
@@ -50,18 +59,20 @@ usable events, bad policy or rule, an output that cannot be written).
 @policy_option
 @click.option("--rules", "rules_dirs", multiple=True, metavar="DIR",
               help="Also load the rules in DIR (repeatable); a rule with a built-in id replaces it.")
+@click.option("--html", "html_file", metavar="FILE",
+              help="Write one self-contained HTML report (no network needed to view it).")
 @click.option("--csv", "csv_dir", metavar="DIR",
               help="Write findings.csv, tokens.csv, holders.csv and events.csv into DIR (created "
                    "if missing; each file replaced atomically).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def report_cmd(db: str | None, policy_file: str | None, rules_dirs: tuple[str, ...],
-               csv_dir: str | None, quiet: bool) -> None:
+               html_file: str | None, csv_dir: str | None, quiet: bool) -> None:
     """Analyse a case (lineage, classification, rules, as `scan` does) and write reports.
 
     Give at least one output. CSV files follow RFC 4180 (UTF-8, CRLF, multi-line values
     quoted); cells a spreadsheet would run as a formula are prefixed with '.
     """
-    outputs = {"csv_dir": csv_dir}
+    outputs = {"html_file": html_file, "csv_dir": csv_dir}
     wanted = {name: value for name, value in outputs.items() if value}
     if not wanted:
         names = " or ".join(flag for flag, _ in REPORT_OUTPUTS.values())
