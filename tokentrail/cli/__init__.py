@@ -26,10 +26,13 @@ from .trace_cmd import trace_cmd
 
 EPILOG = """\b
 Examples:
-  tokentrail ingest sample-logs/                 # build ./tokentrail.duckdb
+  tokentrail scan sample-logs/                   # CI-style: findings, exit 1 at/above high
+  tokentrail ingest logs/ --db case.duckdb       # keep a case for investigation
+  tokentrail tokens --db case.duckdb             # every token, every holder, classified
+  tokentrail trace ASIALN5YQ6SWF73864KW --db case.duckdb
+  tokentrail report --db case.duckdb --html report.html
   tokentrail query "select * from v_token_holders where holders > 1"
   zcat trail.json.gz | tokentrail ingest - --format cloudtrail
-  tokentrail formats
 
 \b
 Exit codes:
@@ -69,7 +72,8 @@ def main() -> None:
     """Follow bearer tokens across gateway, IdP, cloud and cluster logs.
 
     Ingest logs into a DuckDB case, fingerprint every token (base64url SHA-256, the DPoP `ath`
-    value; raw tokens are never stored or printed), and see who held each token.
+    value; raw tokens are never stored or printed), see who held each token, and tell
+    delegation from forwarding and theft.
     """
 
 
