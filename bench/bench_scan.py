@@ -1,7 +1,7 @@
 """Scan benchmark: lineage + classification + every built-in rule, against ingest, on N events.
 
     python3 bench/bench_scan.py                    # 10,000,000 events (slow: generation alone
-                                                   # takes minutes, ~12 GB of logs)
+                                                   # takes minutes, ~10 GB of logs)
     python3 bench/bench_scan.py --events 1000000   # about 1.2 GB of logs
     python3 bench/bench_scan.py --events 100000    # a quick run
 
@@ -462,6 +462,7 @@ def generate(events: int, out_dir: Path) -> None:
     con.execute("SET enable_progress_bar = false")
     con.execute("SET threads = 1")  # keeps the output in a deterministic order
     con.execute("SET preserve_insertion_order = true")
+    con.execute("SET memory_limit = '4GB'")  # the final ORDER BY spills instead of growing
     con.execute(f"SET temp_directory = '{tmp}/spill'")
     con.execute(_salted(_fill(TOKENS_SQL, values)))
     con.execute(_salted(_fill(HOLDERS_SQL, values)))
