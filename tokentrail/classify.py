@@ -230,4 +230,25 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
            OR th.holder_id = t.current_actor
            OR (th.holder_tier IN ('spiffe', 'workload') AND {_name_of(h)} = t.client_id)
     """)
-    con.execute(classification_sql(policy))
+    # Ask the policy once per distinct identity, not once per use in the CASE below: each
+    # lookup is a join, and the classification mentions a workload a dozen times.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _tt_ids AS
+        SELECT id, {policy.of(policy.workload_of, 'id')} AS workload,
+               coalesce({policy.of(policy.is_transport, 'id')}, false) AS transport,
+               coalesce({policy.of(policy.in_nat, 'id')}, false) AS nat,
+               {policy.of(policy.is_trusted_net, 'id')} AS trusted
+        FROM (SELECT DISTINCT id FROM (
+                SELECT holder_id AS id FROM token_holders
+                UNION ALL SELECT issued_to_holder FROM tokens
+                UNION ALL SELECT current_actor FROM tokens
+                UNION ALL SELECT 'client:' || client_id FROM tokens) WHERE id IS NOT NULL)
+    """)
+    cached = PolicySQL(
+        workload_of="(SELECT workload FROM _tt_ids WHERE id = {h})",
+        is_transport="(SELECT transport FROM _tt_ids WHERE id = {h})",
+        in_nat="(SELECT nat FROM _tt_ids WHERE id = {h})",
+        is_trusted_net="(SELECT trusted FROM _tt_ids WHERE id = {h})",
+        skew_seconds=policy.skew_seconds,
+    )
+    con.execute(classification_sql(cached))

@@ -94,20 +94,28 @@ WHERE e.kind IN {ISSUANCE_KINDS} AND e.token_key IS NOT NULL
 TOKEN_HOLDERS_SQL = f"""
 CREATE OR REPLACE TABLE token_holders AS
 WITH p AS (
-    SELECT e.*, t.exp AS t_exp, t.revoked_at AS t_revoked_at, t.cnf_jkt AS t_cnf_jkt,
+    SELECT e.event_id, e.token_key, e.holder_id, e.holder_tier, e.kind, e.ts, e.request_id,
+           e.trace_id, e.path, e.resource, e.src_ip, e.user_agent, e.auth_scheme, e.format,
+           e.proof_jkt, e.proof_jti, e.peer_x5t,
+           t.exp AS t_exp, t.revoked_at AS t_revoked_at, t.cnf_jkt AS t_cnf_jkt,
            t.cnf_x5t AS t_cnf_x5t
     FROM events e JOIN tokens t USING (token_key)
     WHERE e.kind IN {PRESENTATION_KINDS} AND e.holder_id IS NOT NULL
+), relay_pairs AS (
+    -- two equi-joins (request id, trace id) instead of one OR join: hash joins, not a
+    -- token-wide cross product
+    SELECT a.event_id, b.holder_id AS relayed_from
+    FROM p a JOIN p b ON a.token_key = b.token_key AND a.request_id = b.request_id
+    WHERE a.holder_id <> b.holder_id AND (a.path = b.path OR a.resource = b.resource)
+      AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND
+    UNION ALL
+    SELECT a.event_id, b.holder_id
+    FROM p a JOIN p b ON a.token_key = b.token_key AND a.trace_id = b.trace_id
+    WHERE a.holder_id <> b.holder_id AND (a.path = b.path OR a.resource = b.resource)
+      AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND
 ), relayed AS (
-    SELECT a.event_id, bool_or(b.holder_id IS NOT NULL) AS relayed,
-           any_value(b.holder_id) AS relayed_from
-    FROM p a
-    LEFT JOIN p b ON a.token_key = b.token_key AND a.holder_id <> b.holder_id
-         AND ((a.request_id IS NOT NULL AND a.request_id = b.request_id)
-              OR (a.trace_id IS NOT NULL AND a.trace_id = b.trace_id))
-         AND (a.path = b.path OR a.resource = b.resource)
-         AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND
-    GROUP BY a.event_id
+    SELECT event_id, true AS relayed, any_value(relayed_from) AS relayed_from
+    FROM relay_pairs GROUP BY event_id
 ), replays AS (
     -- RFC 9449 §11.1: a DPoP proof is single-use. The same proof jti on a later, different
     -- request (not a retry of the same request id, not the same holder within a second).

@@ -30,63 +30,82 @@ def _hits(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[dict[str, Any]]:
     return [dict(zip(HIT_COLUMNS, row, strict=True)) for row in cur.fetchall()]
 
 
-def _details(con: duckdb.DuckDBPyConnection, token_key: str | None,
-             holder_id: str | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], Any]:
-    tok = con.execute(
-        "SELECT token_key, token_fp, token_id, issuer, subject, client_id, audience "
-        "FROM tokens WHERE token_key = ?", [token_key]).fetchone()
-    token = dict(zip(("key", "fp", "id", "issuer", "subject", "client_id", "audience"),
-                     tok, strict=True)) if tok else {"key": token_key}
-    pair = con.execute(
-        "SELECT holder_tier, intended_holder_id, intended_holder_tier, confidence "
-        "FROM token_holders WHERE token_key = ? AND holder_id = ?", [token_key, holder_id]
-    ).fetchone() if holder_id is not None else None
-    if pair is None and holder_id is not None:
-        tier = con.execute("SELECT any_value(holder_tier) FROM events WHERE holder_id = ?",
-                           [holder_id]).fetchone()
-        pair = (tier[0] if tier else None, None, None, None)
-    holder = {"id": holder_id, "tier": pair[0] if pair else None}
-    intended = {"id": pair[1] if pair else None, "tier": pair[2] if pair else None}
-    return token, holder, intended, pair[3] if pair else None
-
-
-def _evidence(con: duckdb.DuckDBPyConnection, event_ids: list[str] | None) -> list[dict[str, Any]]:
-    if not event_ids:
-        return []
-    rows = con.execute(
-        "SELECT e.event_id, s.path, e.line, e.ts FROM events e LEFT JOIN sources s USING (source_id) "
-        "WHERE list_contains(?, e.event_id) ORDER BY e.ts, e.event_id LIMIT ?",
-        [list(event_ids), MAX_EVIDENCE]).fetchall()
-    return [{"event_id": r[0], "file": r[1], "line": r[2], "ts": iso(r[3]) if r[3] else None}
-            for r in rows]
+def _lookups(con: duckdb.DuckDBPyConnection, hits: list[dict[str, Any]]) -> tuple[
+        dict[str, dict[str, Any]], dict[tuple[str, str], tuple[Any, ...]], dict[str, str],
+        dict[str, dict[str, Any]]]:
+    """Everything findings need, fetched in four set-based queries, not per finding."""
+    keys = sorted({h["token_key"] for h in hits if h["token_key"] is not None})
+    holders = sorted({h["holder_id"] for h in hits if h["holder_id"] is not None})
+    con.execute("CREATE OR REPLACE TEMP TABLE _tt_hit_keys AS SELECT unnest(?::VARCHAR[]) AS k", [keys])
+    con.execute("CREATE OR REPLACE TEMP TABLE _tt_hit_holders AS SELECT unnest(?::VARCHAR[]) AS h",
+                [holders])
+    tokens = {
+        r[0]: dict(zip(("key", "fp", "id", "issuer", "subject", "client_id", "audience"), r, strict=True))
+        for r in con.execute(
+            "SELECT token_key, token_fp, token_id, issuer, subject, client_id, audience FROM tokens "
+            "WHERE token_key IN (SELECT k FROM _tt_hit_keys)").fetchall()
+    }
+    pairs = {
+        (r[0], r[1]): r[2:] for r in con.execute(
+            "SELECT token_key, holder_id, holder_tier, intended_holder_id, intended_holder_tier, "
+            "confidence FROM token_holders WHERE token_key IN (SELECT k FROM _tt_hit_keys)").fetchall()
+    }
+    tiers = dict(con.execute(
+        "SELECT holder_id, any_value(holder_tier) FROM events "
+        "WHERE holder_id IN (SELECT h FROM _tt_hit_holders) GROUP BY holder_id").fetchall())
+    # Evidence: event ids are source_id:line, so look them up by those two stored columns.
+    refs: set[tuple[str, int]] = set()
+    for h in hits:
+        for eid in (h["event_ids"] or [])[:MAX_EVIDENCE * 4]:
+            sid, _, line = str(eid).rpartition(":")
+            if line.isdigit():
+                refs.add((sid, int(line)))
+    ordered = sorted(refs)
+    con.execute("CREATE OR REPLACE TEMP TABLE _tt_refs AS SELECT unnest(?::VARCHAR[]) AS source_id, "
+                "unnest(?::BIGINT[]) AS line", [[r[0] for r in ordered], [r[1] for r in ordered]])
+    evidence = {
+        f"{r[0]}:{r[1]}": {"event_id": f"{r[0]}:{r[1]}", "file": r[2], "line": r[1],
+                           "ts": iso(r[3]) if r[3] else None}
+        for r in con.execute(
+            "SELECT e.source_id, e.line, s.path, e.ts FROM events e JOIN _tt_refs r "
+            "USING (source_id, line) LEFT JOIN sources s USING (source_id)").fetchall()
+    }
+    return tokens, pairs, tiers, evidence
 
 
 def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[Finding]:
     """Every rule's hits as findings, most severe first; stored in the `findings` table."""
     con.execute(FINDINGS_DDL)
     out: list[Finding] = []
-    for rule in rules:
-        for hit in _hits(con, rule):
-            token, holder, intended, confidence = _details(con, hit["token_key"], hit["holder_id"])
-            first, last = hit["first_seen"], hit["last_seen"]
-            f = Finding(
-                id=finding_id(rule.id, hit["token_key"], hit["holder_id"]),
-                rule=rule.id, title=rule.title, severity=rule.severity,
-                classification=rule.classification,
-                confidence=None if confidence is None else float(confidence),
-                reasons=[str(r) for r in (hit["reasons"] or [])],
-                token=token, holder=holder, intended_holder=intended,
-                first_seen=iso(first) if first is not None else None,
-                last_seen=iso(last) if last is not None else None,
-                count=int(hit["count"] or 0),
-                evidence=_evidence(con, hit["event_ids"]),
-                attack=list(rule.attack), owasp=list(rule.owasp),
-            )
-            out.append(f)
-            con.execute("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [f.id, f.rule, f.title, f.severity, f.classification, f.confidence,
-                         hit["token_key"], hit["holder_id"], first, last, f.count,
-                         list(hit["event_ids"] or []), f.reasons])
+    all_hits = [(rule, hit) for rule in rules for hit in _hits(con, rule)]
+    tokens, pairs, tiers, evidence = _lookups(con, [hit for _, hit in all_hits])
+    rows = []
+    for rule, hit in all_hits:
+        key, holder_id = hit["token_key"], hit["holder_id"]
+        pair = pairs.get((key, holder_id))
+        ev = [evidence[e] for e in (hit["event_ids"] or []) if e in evidence]
+        ev.sort(key=lambda x: (x["ts"] or "", x["event_id"]))
+        first, last = hit["first_seen"], hit["last_seen"]
+        f = Finding(
+            id=finding_id(rule.id, key, holder_id),
+            rule=rule.id, title=rule.title, severity=rule.severity,
+            classification=rule.classification,
+            confidence=None if pair is None or pair[3] is None else float(pair[3]),
+            reasons=[str(r) for r in (hit["reasons"] or [])],
+            token=tokens.get(key, {"key": key}),
+            holder={"id": holder_id, "tier": pair[0] if pair else tiers.get(holder_id)},
+            intended_holder={"id": pair[1] if pair else None, "tier": pair[2] if pair else None},
+            first_seen=iso(first) if first is not None else None,
+            last_seen=iso(last) if last is not None else None,
+            count=int(hit["count"] or 0),
+            evidence=ev[:MAX_EVIDENCE],
+            attack=list(rule.attack), owasp=list(rule.owasp),
+        )
+        out.append(f)
+        rows.append([f.id, f.rule, f.title, f.severity, f.classification, f.confidence, key,
+                     holder_id, first, last, f.count, list(hit["event_ids"] or []), f.reasons])
+    if rows:
+        con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
     out.sort(key=lambda f: (order[f.severity], f.rule, f.token.get("key") or "", f.holder["id"] or ""))
     return out
