@@ -21,7 +21,7 @@ Then, each in its own fresh subprocess:
   ingest  `python3 -m tokentrail ingest ENVOY IDP --db CASE --quiet`, into a fresh case
   scan    `python3 -m tokentrail scan --db CASE --format json -o OUT --fail-on none -q`
   split   the library steps one by one with timers (lineage statements, classify, each rule's
-          SQL, the per-finding detail/evidence queries); --no-split skips it
+          SQL, the findings' detail/evidence lookups); --no-split skips it
 
 and prints events, both times, their ratio (target: scan <= ingest), both peak RSS values
 (target <= 1024 MiB), the findings by rule and the split. Times are wall-clock times of the
@@ -497,7 +497,7 @@ from tokentrail.analyse import install_policy
 from tokentrail.classify import classify
 from tokentrail.rules import load_rules, runner
 
-out = {"steps": {}, "rules": {}, "per_finding": {"details": 0.0, "evidence": 0.0}}
+out = {"steps": {}, "rules": {}, "per_finding": {"lookups": 0.0}}
 clock = time.perf_counter
 
 def step(name, fn):
@@ -506,7 +506,7 @@ def step(name, fn):
     out["steps"][name] = clock() - t0
     return result
 
-orig_hits, orig_details, orig_evidence = runner._hits, runner._details, runner._evidence
+orig_hits, orig_lookups = runner._hits, runner._lookups
 
 def hits(con, rule):
     t0 = clock()
@@ -514,21 +514,14 @@ def hits(con, rule):
     out["rules"][rule.id] = {"sql": clock() - t0, "hits": len(rows)}
     return rows
 
-def details(*a, **k):
+def lookups(*a, **k):
     t0 = clock()
     try:
-        return orig_details(*a, **k)
+        return orig_lookups(*a, **k)
     finally:
-        out["per_finding"]["details"] += clock() - t0
+        out["per_finding"]["lookups"] += clock() - t0
 
-def evidence(*a, **k):
-    t0 = clock()
-    try:
-        return orig_evidence(*a, **k)
-    finally:
-        out["per_finding"]["evidence"] += clock() - t0
-
-runner._hits, runner._details, runner._evidence = hits, details, evidence
+runner._hits, runner._lookups = hits, lookups
 start = clock()
 with Case(sys.argv[1]) as case:
     con = case.con
@@ -681,11 +674,10 @@ def main(argv: list[str] | None = None) -> int:
                       " ".join(f"{k}:{v}" for k, v in split["classes"].items())))
         srows.append(("rules", f"{steps['rules']:.2f} s", f"{split['findings']:,} findings"))
         srows.append(("  rule SQL (17 queries)", f"{rules_t:.2f} s", ""))
-        srows.append(("  per-finding details", f"{per['details']:.2f} s", "2 queries a finding"))
-        srows.append(("  per-finding evidence", f"{per['evidence']:.2f} s",
-                      "1 query a finding (over events)"))
-        other = steps["rules"] - rules_t - per["details"] - per["evidence"]
-        srows.append(("  inserts + Python", f"{other:.2f} s", "INSERT INTO findings a finding"))
+        srows.append(("  finding details + evidence", f"{per['lookups']:.2f} s",
+                      "4 set-based queries for all findings"))
+        other = steps["rules"] - rules_t - per["lookups"]
+        srows.append(("  inserts + Python", f"{other:.2f} s", "one executemany INSERT"))
         srows.append(("open case + policy", f"{split['open'] + steps['policy']:.2f} s", ""))
         print_table(srows)
         slow = sorted(split["rules"].items(), key=lambda kv: -kv[1]["sql"])[:5]

@@ -127,6 +127,8 @@ WITH p AS (
          AND (b.ts < a.ts OR b.event_id < a.event_id)
     GROUP BY a.event_id
 )
+-- list_distinct(list(x)) rather than list(DISTINCT x): one hash table, not one per list;
+-- it drops NULLs too, so an empty list means "none seen".
 SELECT p.token_key, p.holder_id,
        any_value(p.holder_tier) AS holder_tier,
        count(*) AS count,
@@ -134,13 +136,13 @@ SELECT p.token_key, p.holder_id,
        count(*) FILTER (WHERE p.kind = 'deny') AS denies,
        count(DISTINCT p.request_id) AS requests,
        min(p.ts) AS first_seen, max(p.ts) AS last_seen,
-       list(DISTINCT p.src_ip ORDER BY p.src_ip) FILTER (WHERE p.src_ip IS NOT NULL) AS src_ips,
-       list(DISTINCT p.resource ORDER BY p.resource) FILTER (WHERE p.resource IS NOT NULL) AS resources,
-       list(DISTINCT p.user_agent ORDER BY p.user_agent) FILTER (WHERE p.user_agent IS NOT NULL)
+       list_sort(list_distinct(list(p.src_ip))) AS src_ips,
+       list_sort(list_distinct(list(p.resource))) AS resources,
+       list_sort(list_distinct(list(p.user_agent)))
            AS user_agents,
-       list(DISTINCT p.auth_scheme ORDER BY p.auth_scheme) FILTER (WHERE p.auth_scheme IS NOT NULL)
+       list_sort(list_distinct(list(p.auth_scheme)))
            AS auth_schemes,
-       list(DISTINCT p.format ORDER BY p.format) AS formats,
+       list_sort(list_distinct(list(p.format))) AS formats,
        -- binding evidence (RFC 9449 / RFC 8705)
        count(*) FILTER (WHERE p.t_cnf_jkt IS NOT NULL AND p.kind = 'use'
                         AND (p.proof_jkt IS NULL OR p.proof_jkt <> p.t_cnf_jkt)) AS dpop_unproven,
