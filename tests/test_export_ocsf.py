@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from conftest import FIXTURES
+from test_export_sarif import scan
 
 from tokentrail import __version__
-from tokentrail.cli import main
 from tokentrail.export.ocsf import detection_finding, epoch_ms, ocsf_findings
 from tokentrail.findings import Finding
 
@@ -47,18 +44,6 @@ EVIDENCE_ANY = {"actor", "api", "connection_info", "data", "dst_endpoint", "file
                 "query", "src_endpoint"}
 SEVERITY_ID = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 OBSERVABLE_TYPE_IDS = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 21, 22, 23, 24, 25, 26, 27, 30, 99}
-
-
-def scan(workdir: Path, fmt: str) -> bytes:
-    (workdir / "logs").mkdir(exist_ok=True)
-    shutil.copy(AWKWARD, workdir / LOG)
-    out = workdir / f"out.{fmt}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(workdir)
-        r = CliRunner().invoke(main, ["scan", LOG, "--format", fmt, "-o", str(out), "--fail-on",
-                                      "none", "-q"], catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    return out.read_bytes()
 
 
 @pytest.fixture(scope="module")
