@@ -39,3 +39,8 @@ def test_excerpt_redacts_before_truncating():
     jwt = "eyJhbGciOiJIUzI1NiJ9." + "eyJzdWIiOiJ" + "a" * 400 + ".sig"
     out = excerpt("x" * 230 + jwt, limit=240)
     assert "eyJzdWIiOiJ" not in out and len(out) <= 241
+
+
+def test_okta_state_tokens_and_hints_in_query_strings_are_redacted():
+    out = redact_text("/login/step-up/redirect?stateToken=02.id.Xy8gT2s&id_token_hint=abc.def.ghi")
+    assert "02.id.Xy8gT2s" not in out and "abc.def.ghi" not in out
