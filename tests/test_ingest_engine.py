@@ -232,3 +232,43 @@ def test_tokentrailignore_skips_listed_files_in_a_directory_walk(case, tmp_path)
     (d / ".tokentrailignore").write_text("# ground truth\nEXPECTED.json\n")
     report = ingest(case, [str(d)])
     assert [Path(f.name).name for f in report.files] == ["gw.jsonl"] and not report.problems
+
+
+def test_kill_9_mid_ingest_leaves_a_case_that_opens_and_the_file_ingests_next_time(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = tmp_path / "big.jsonl"
+    line = json.dumps(envoy(1, path="/v1/" + "x" * 400))
+    big.write_text((line + "\n") * 400_000)
+    small = write_jsonl(tmp_path / "small.jsonl", [envoy(2)])
+    db = tmp_path / "c.duckdb"
+    with Case(db) as case:
+        ingest(case, [str(small)])
+    proc = subprocess.Popen([sys.executable, "-m", "tokentrail", "ingest", str(big), "--db", str(db),
+                             "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2.0)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with Case(db) as case:
+        rows = case.query("SELECT path, events FROM sources ORDER BY path")[1]
+        if killed:  # the interrupted file left nothing behind; the earlier file is intact
+            assert [Path(r[0]).name for r in rows] == ["small.jsonl"]
+        report = ingest(case, [str(big)])
+        assert report.files[0].status in ("ingested", "skipped")
+        assert case.query("SELECT count(*) FROM events")[1] == [(400_001,)]
+
+
+def test_gzip_bomb_is_refused_with_a_clear_message(case, tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.jsonl.gz"
+    bomb.write_bytes(gzip.compress(json.dumps(envoy(1)).encode() + b"\n" + b" " * 20_000_000, 9))
+    report = ingest(case, [str(bomb)])
+    f = report.files[0]
+    assert f.status == "failed" and "decompression bomb" in f.message
+    assert case.query("SELECT count(*) FROM events")[1] == [(0,)]
+    monkeypatch.setenv("TOKENTRAIL_MAX_GZIP_RATIO", "100000")
+    assert ingest(case, [str(bomb)]).events == 1  # an explicit opt-in reads it

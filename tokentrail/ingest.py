@@ -157,6 +157,38 @@ def _salvage_document(src: SourceFile, workdir: str) -> tuple[str, int, str | No
     return out_path, count, reason
 
 
+MAX_GZIP_RATIO_DEFAULT = 500  # real JSON logs compress 5-100:1; gzip itself tops out near 1032:1
+
+
+def _gzip_bomb(src: SourceFile) -> str | None:
+    """Refuse a gzip that expands absurdly: decompressing it would fill the disk (the stage
+    spills) long before anything useful is read. Measured on the first MiB of compressed input
+    with a bounded inflater, so a bomb costs milliseconds and a damaged file is not misjudged."""
+    import zlib
+
+    if not src.gzip:
+        return None
+    limit = float(os.environ.get("TOKENTRAIL_MAX_GZIP_RATIO", MAX_GZIP_RATIO_DEFAULT))
+    with open(src.path, "rb") as fh:
+        data = fh.read(1 << 20)
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    produced, pending = 0, data
+    try:
+        while pending:
+            out = inflater.decompress(pending, 1 << 24)
+            produced += len(out)
+            pending = inflater.unconsumed_tail
+            consumed = len(data) - len(pending) - len(inflater.unused_data)
+            if consumed > 0 and produced / consumed > limit:
+                return (f"refused: gzip expands more than {produced / consumed:,.0f}:1 (a "
+                        f"decompression bomb?); set TOKENTRAIL_MAX_GZIP_RATIO higher to read it")
+            if not out or inflater.eof:
+                break
+    except zlib.error:
+        return None  # damaged: the salvage path reports it
+    return None
+
+
 def _read_damaged(src: SourceFile) -> tuple[bytes, str | None]:
     """All bytes that can be read; for a damaged gzip, everything that decompressed before
     the damage (a streaming inflater keeps output a whole-chunk reader would drop)."""
@@ -249,6 +281,10 @@ class Ingestor:
             return result
         if src.size == 0:
             result.status, result.message = "empty", "file is empty"
+            return result
+        bomb = _gzip_bomb(src)
+        if bomb:
+            result.status, result.message = "failed", bomb
             return result
         try:
             prefix = read_prefix(src)
