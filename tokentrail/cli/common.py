@@ -22,11 +22,17 @@ def _no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
+def console_for(stream: Any = None, *, width: int = 200) -> Console:
+    """A console for data output: a terminal keeps its width and colour (unless NO_COLOR);
+    a pipe or file gets plain text and room for long paths and ids."""
+    stream = sys.stdout if stream is None else stream
+    tty = stream is sys.stdout and sys.stdout.isatty()
+    return Console(file=stream, no_color=_no_color() or not tty, highlight=False,
+                   soft_wrap=False, width=None if tty else width)
+
+
 def stdout_console() -> Console:
-    """A terminal keeps its width; a pipe or file gets room for long paths and ids."""
-    tty = sys.stdout.isatty()
-    return Console(file=sys.stdout, no_color=_no_color() or not tty, highlight=False,
-                   soft_wrap=False, width=None if tty else 160)
+    return console_for(sys.stdout, width=160)
 
 
 def stderr_console() -> Console:
@@ -84,11 +90,7 @@ def emit_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, o
                 table.add_column(cell_text(c), overflow="fold")
             for row in rows:
                 table.add_row(*[cell_text(v) for v in row])
-            # A terminal gets its own width; a pipe or file gets room for long ids.
-            to_tty = stream is sys.stdout and sys.stdout.isatty()
-            console = Console(file=stream, no_color=_no_color() or not to_tty,
-                              highlight=False, width=None if to_tty else 240)
-            console.print(table)
+            console_for(stream, width=240).print(table)
         else:
             write_rows(columns, rows, fmt, stream)
 
@@ -118,10 +120,7 @@ policy_option = click.option(
 
 
 def load_policy_option(path: str | None) -> Any:
-    """The policy named by --policy, else ./tokentrail.toml, else none (evidence only)."""
-    from .. import policy as policy_mod
+    """The policy named by --policy, else ./tokentrail.toml, else the empty policy."""
+    from ..policy import resolve_policy
 
-    if path:
-        return policy_mod.load_policy(path)
-    default = policy_mod.find_default_policy(os.getcwd())
-    return policy_mod.load_policy(default) if default else None
+    return resolve_policy(path)

@@ -20,7 +20,7 @@ from ..output import cell_text, write_rows
 from ..results import FINDING_CSV_COLUMNS, finding_rows, scan_payload
 from ..rules import load_rules
 from ..rules.model import SEVERITIES
-from .common import load_policy_option, open_output, policy_option, progress_bar, say
+from .common import console_for, load_policy_option, open_output, policy_option, progress_bar, say
 
 SCAN_FORMATS = ("table", "json", "jsonl", "csv", "sarif", "ocsf")
 
@@ -119,8 +119,6 @@ def _emit(findings: list[Any], payload: dict[str, Any], fmt: str, output: str,
         elif fmt == "csv":
             write_rows(FINDING_CSV_COLUMNS, finding_rows(findings), "csv", stream)
         else:
-            from rich.console import Console
-
             table = Table(title=f"{len(findings)} finding(s)", header_style="bold")
             for col in ("severity", "rule", "classification", "token", "holder", "conf", "evidence",
                         "why"):
@@ -132,6 +130,4 @@ def _emit(findings: list[Any], payload: dict[str, Any], fmt: str, output: str,
                               "" if f.confidence is None else f"{f.confidence:.2f}",
                               cell_text(f"{ev['file']}:{ev['line']}" if ev else ""),
                               cell_text(f.reasons[0] if f.reasons else f.title))
-            tty = stream is sys.stdout and sys.stdout.isatty()
-            Console(file=stream, no_color=not tty, width=None if tty else 200,
-                    highlight=False).print(table)
+            console_for(stream).print(table)

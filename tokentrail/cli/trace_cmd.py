@@ -14,7 +14,7 @@ from ..case import Case, resolve_db_path
 from ..errors import UsageError
 from ..output import cell_text
 from ..trace import resolve, trace
-from .common import db_option, load_policy_option, open_output, policy_option, stdout_console
+from .common import console_for, db_option, load_policy_option, open_output, policy_option
 
 
 @click.command("trace", epilog="""\b
@@ -58,14 +58,7 @@ def trace_cmd(token: str | None, token_file: str | None, db: str | None, policy_
         if fmt == "json":
             stream.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
             return
-        console = stdout_console() if stream is sys.stdout else None
-        tree = _tree(result["tree"])
-        if console is not None:
-            console.print(tree)
-        else:
-            from rich.console import Console
-
-            Console(file=stream, no_color=True, width=160).print(tree)
+        console_for(stream, width=160).print(_tree(result["tree"]))
 
 
 def _label(node: dict[str, Any]) -> str:
