@@ -56,6 +56,25 @@ MACROS: tuple[tuple[str, str, str], ...] = (
     # The first JWT-looking substring of free text.
     ("tt_find_jwt", "s",
      "nullif(regexp_extract(s, 'eyJ[A-Za-z0-9_-]+\\.eyJ[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*'), '')"),
+    # A GUID in text form as the 16 bytes .NET writes (first three groups little-endian),
+    # base64url without padding: the form Entra uses for a token's `uti` claim.
+    ("tt_guid_b64url", "g",
+     "CASE WHEN regexp_full_match(g, '[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
+     "[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}') THEN tt_hex_b64url("
+     "substr(g,7,2)||substr(g,5,2)||substr(g,3,2)||substr(g,1,2)||substr(g,12,2)||substr(g,10,2)"
+     "||substr(g,17,2)||substr(g,15,2)||substr(g,20,4)||substr(g,25,12)) END"),
+    # Entra's uniqueTokenIdentifier / Graph SignInActivityId / a JWT's `uti`, one spelling:
+    # base64url of the request GUID's bytes. Seen encoded that way (22 chars, sometimes padded
+    # or in the standard alphabet) and, in older exports, as base64 of the GUID's text; a bare
+    # GUID is accepted too.
+    ("tt_uti", "v",
+     "CASE WHEN v IS NULL OR trim(v) = '' THEN NULL "
+     "WHEN length(trim(v)) = 36 AND tt_guid_b64url(trim(v)) IS NOT NULL "
+     "THEN tt_guid_b64url(trim(v)) "
+     "WHEN length(rtrim(trim(v), '=')) BETWEEN 47 AND 48 "
+     "AND tt_guid_b64url(tt_b64url_text(rtrim(trim(v), '='))) IS NOT NULL "
+     "THEN tt_guid_b64url(tt_b64url_text(rtrim(trim(v), '='))) "
+     "ELSE rtrim(replace(replace(trim(v), '+', '-'), '/', '_'), '=') END"),
     # Timestamps: ISO-8601 text, epoch seconds or epoch milliseconds.
     ("tt_ts", "v", "TRY_CAST(CAST(v AS VARCHAR) AS TIMESTAMPTZ)"),
     ("tt_epoch", "v",

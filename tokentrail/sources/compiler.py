@@ -124,7 +124,7 @@ def _final_exprs(source_id: str, fmt: str) -> list[str]:
         "source_id": lit(source_id),
         "line": "NULL",  # from the stage's rowid
         "format": lit(fmt),
-        "token_id": f"coalesce(m_token_id, {c}.jti, {c}.uti)",
+        "token_id": f"coalesce(m_token_id, {c}.jti, tt_uti({c}.uti))",
         "token_fp": "coalesce(rtrim(m_token_fp, '='), tt_fp(m_tok))",
         "issuer": f"coalesce(m_issuer, {c}.iss)",
         "subject": f"coalesce(m_subject, {c}.sub)",
