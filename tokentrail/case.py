@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -63,11 +64,18 @@ MIGRATIONS: tuple[Migration, ...] = (("001_initial", _m001_initial),)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class _CaseLocked(Exception):
+    """Another process holds the case file's lock."""
+
+
 class Case:
     """A tokentrail case database. Use as a context manager or call close()."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
-                 memory_limit: str | None = None) -> None:
+                 memory_limit: str | None = None, wait: float = 0.0,
+                 on_wait: Callable[[], None] | None = None) -> None:
+        """`wait`: seconds to keep retrying while another process holds the case (DuckDB
+        allows one writer per file); `on_wait` is called once when waiting starts."""
         self.path = str(path) if path is not None else MEMORY
         self.read_only = read_only
         if read_only and self.path != MEMORY and not Path(self.path).exists():
@@ -82,7 +90,7 @@ class Case:
             "temp_directory": self._spill,
         }
         try:
-            self.con = self._connect(config)
+            self.con = self._connect_waiting(config, wait, on_wait)
         finally:
             if not hasattr(self, "con"):
                 shutil.rmtree(self._spill, ignore_errors=True)
@@ -91,6 +99,25 @@ class Case:
         install_macros(self.con)
         self._migrate()
 
+    def _connect_waiting(self, config: dict[str, Any], wait: float,
+                         on_wait: Callable[[], None] | None) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + max(wait, 0.0)
+        told = False
+        while True:
+            try:
+                return self._connect(config)
+            except _CaseLocked:
+                if time.monotonic() >= deadline:
+                    more = f" for {wait:g} s" if wait > 0 else ""
+                    raise CaseError(
+                        f"case {self.path} is open in another process{more} (DuckDB allows one "
+                        "writer at a time); wait for it to finish and retry, or set "
+                        "TOKENTRAIL_LOCK_WAIT=SECONDS to wait longer") from None
+                if not told and on_wait is not None:
+                    on_wait()
+                told = True
+                time.sleep(0.25)
+
     def _connect(self, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
         try:
             return duckdb.connect(self.path, read_only=self.read_only and self.path != MEMORY,
@@ -98,8 +125,7 @@ class Case:
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" in text.lower():
-                raise CaseError(f"case {self.path} is open in another process (DuckDB allows one "
-                                "writer at a time); wait for it to finish and retry") from None
+                raise _CaseLocked() from None
             raise CaseError(f"cannot open case {self.path}: {redact_text(text)}") from None
         except duckdb.Error as exc:
             raise CaseError(f"cannot open case {self.path}: {redact_text(str(exc))}") from None

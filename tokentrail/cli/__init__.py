@@ -41,6 +41,8 @@ Exit codes:
   130 interrupted
 
 NO_COLOR disables colour; progress goes to stderr, data to stdout.
+A case another tokentrail process holds is waited for up to $TOKENTRAIL_LOCK_WAIT
+seconds (default 60; 0 fails at once). $TOKENTRAIL_DB names the default case.
 """
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..case import Case
 from ..output import ROW_FORMATS, cell_text, sanitize_terminal, write_rows
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,6 +43,27 @@ def stderr_console() -> Console:
 def say(message: str) -> None:
     """A diagnostic line on stderr (never stdout, which carries data)."""
     click.echo(sanitize_terminal(message), err=True)
+
+
+DEFAULT_LOCK_WAIT = 60.0
+
+
+def lock_wait_seconds() -> float:
+    """How long a command waits for a case another process holds: $TOKENTRAIL_LOCK_WAIT."""
+    raw = os.environ.get("TOKENTRAIL_LOCK_WAIT", "")
+    try:
+        return max(float(raw), 0.0) if raw.strip() else DEFAULT_LOCK_WAIT
+    except ValueError:
+        raise click.UsageError(f"TOKENTRAIL_LOCK_WAIT must be a number of seconds, not {raw!r}") from None
+
+
+def open_case(path: str | None, *, read_only: bool = False) -> Case:
+    """The case a command works on; waits (saying so on stderr) while another process
+    holds it, up to $TOKENTRAIL_LOCK_WAIT seconds."""
+    wait = lock_wait_seconds()
+    return Case(path, read_only=read_only, wait=wait,
+                on_wait=lambda: say(f"waiting up to {wait:g} s for case {path}: "
+                                    "another tokentrail process has it open"))
 
 
 db_option = click.option(

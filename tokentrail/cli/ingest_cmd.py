@@ -8,11 +8,11 @@ import click
 import orjson
 from rich.table import Table
 
-from ..case import Case, resolve_db_path
+from ..case import resolve_db_path
 from ..errors import ExitCode, InputError
 from ..ingest import Ingestor, IngestReport
 from ..output import cell_text
-from .common import db_option, progress_bar, say, stdout_console
+from .common import db_option, open_case, progress_bar, say, stdout_console
 
 
 @click.command("ingest", epilog="""\b
@@ -43,7 +43,7 @@ def ingest_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
     with the same SHA-256 is a no-op unless --force. Each file is one transaction.
     """
     db_path = resolve_db_path(db)
-    with Case(db_path) as case:
+    with open_case(db_path) as case:
         ingestor = Ingestor(case, format_name=format_name, mapping_file=mapping_file,
                             force=force, strict=strict)
         with progress_bar(not quiet) as progress:

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from ..case import Case, resolve_db_path
+from ..case import resolve_db_path
 from ..errors import UsageError
-from .common import db_option, emit_rows, output_options
+from .common import db_option, emit_rows, open_case, output_options
 
 
 @click.command("query", epilog="""\b
@@ -33,6 +33,6 @@ def query_cmd(sql: str, db: str | None, fmt: str, output: str) -> None:
         sql = sys.stdin.read()
     if not sql.strip():
         raise UsageError("empty SQL")
-    with Case(resolve_db_path(db), read_only=True) as case:
+    with open_case(resolve_db_path(db), read_only=True) as case:
         columns, rows = case.query(sql)
     emit_rows(columns, rows, fmt, output)

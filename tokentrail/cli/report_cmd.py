@@ -14,11 +14,11 @@ from typing import Any
 import click
 
 from ..analyse import Analysis, analyse
-from ..case import MEMORY, Case, resolve_db_path
+from ..case import MEMORY, resolve_db_path
 from ..errors import InputError, UsageError
 from ..export import write_csv_dir
 from ..rules import load_rules
-from .common import db_option, load_policy_option, policy_option, say
+from .common import db_option, load_policy_option, open_case, policy_option, say
 
 # A writer gets the analysed case connection, the analysis (findings and the rules that ran) and
 # the option's value, and returns one line for the closing summary.
@@ -83,7 +83,7 @@ def report_cmd(db: str | None, policy_file: str | None, rules_dirs: tuple[str, .
     if db_path == MEMORY or not Path(db_path).exists():
         raise InputError(f"no case database at {db_path}: run `tokentrail ingest` first, or "
                          "pass --db")
-    with Case(db_path) as case:
+    with open_case(db_path) as case:
         events = case.con.execute("SELECT count(*) FROM events").fetchone()
         if not events or not events[0]:
             raise InputError(f"case {db_path} holds no events: nothing to report")

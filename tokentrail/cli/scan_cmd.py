@@ -11,7 +11,7 @@ import orjson
 from rich.table import Table
 
 from ..analyse import analyse
-from ..case import MEMORY, Case, resolve_db_path
+from ..case import MEMORY, resolve_db_path
 from ..errors import ExitCode, InputError, UsageError
 from ..export import ocsf_findings, sarif_log
 from ..findings import baseline_json, load_baseline
@@ -20,7 +20,7 @@ from ..output import cell_text, write_rows
 from ..results import FINDING_CSV_COLUMNS, finding_rows, scan_payload
 from ..rules import load_rules
 from ..rules.model import SEVERITIES
-from .common import console_for, load_policy_option, open_output, policy_option, progress_bar, say
+from .common import console_for, load_policy_option, open_case, open_output, policy_option, progress_bar, say
 
 SCAN_FORMATS = ("table", "json", "jsonl", "csv", "sarif", "ocsf")
 
@@ -74,7 +74,7 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
     db_path = db if db else (MEMORY if paths else resolve_db_path(None))
     if not paths and db_path != MEMORY and not Path(db_path).exists():
         raise InputError(f"no case database at {db_path}: give log paths to scan, or --db")
-    with Case(db_path) as case:
+    with open_case(db_path) as case:
         if paths:
             ingestor = Ingestor(case, format_name=format_name, mapping_file=mapping_file)
             with progress_bar(not quiet) as progress:

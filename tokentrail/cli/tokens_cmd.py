@@ -10,11 +10,19 @@ from ..case import Case, resolve_db_path
 from ..classify import classify
 from ..lineage import build_lineage
 from ..results import holder_rows, token_rows, tokens_payload
-from .common import db_option, emit_rows, load_policy_option, open_output, output_options, policy_option
+from .common import (
+    db_option,
+    emit_rows,
+    load_policy_option,
+    open_case,
+    open_output,
+    output_options,
+    policy_option,
+)
 
 
 def _analysed_case(db: str | None, policy_file: str | None) -> Case:
-    case = Case(resolve_db_path(db), read_only=False)
+    case = open_case(resolve_db_path(db), read_only=False)
     sql = install_policy(case.con, load_policy_option(policy_file))
     build_lineage(case.con)
     classify(case.con, sql)

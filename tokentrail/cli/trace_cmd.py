@@ -10,11 +10,11 @@ import orjson
 from rich.tree import Tree
 
 from ..analyse import analyse
-from ..case import Case, resolve_db_path
+from ..case import resolve_db_path
 from ..errors import UsageError
 from ..output import cell_text
 from ..trace import resolve, trace
-from .common import console_for, db_option, load_policy_option, open_output, policy_option
+from .common import console_for, db_option, load_policy_option, open_case, open_output, policy_option
 
 
 @click.command("trace", epilog="""\b
@@ -50,7 +50,7 @@ def trace_cmd(token: str | None, token_file: str | None, db: str | None, policy_
         raise UsageError("give a token id or fingerprint, - for a raw token on stdin, or --token-file")
     if raw is not None and not raw:
         raise UsageError("no token read")
-    with Case(resolve_db_path(db)) as case:
+    with open_case(resolve_db_path(db)) as case:
         analyse(case.con, policy=load_policy_option(policy_file), rules=[])
         key = resolve(case.con, raw, raw=True) if raw is not None else resolve(case.con, str(token))
         result = trace(case.con, key)
