@@ -355,6 +355,12 @@ def fail(what: str, run: Run) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+def write_json(path: str, payload: dict[str, object]) -> None:
+    import json
+
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
 def human_bytes(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -372,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the data file again even if it exists")
     ap.add_argument("--keep", action="store_true",
                     help="keep the case and baseline databases (printed paths)")
+    ap.add_argument("--json", metavar="FILE",
+                    help="also write the measurements as JSON to FILE (bench/run_all.py reads it)")
     ap.add_argument("--generate-only", metavar="FILE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.events < 1:
@@ -447,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<{w0}}  {value:>{w1}}  {note}".rstrip())
     print(f"\n{os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"largest child RSS (RUSAGE_CHILDREN) {all_children:.0f} MiB")
+    if args.json:
+        write_json(args.json, {
+            "events": tt_events, "rejects": tt_rejects, "bytes": size,
+            "tokentrail_s": tt.seconds, "tokentrail_rss_mib": tt.maxrss_mib,
+            "baseline_s": base.seconds, "baseline_rss_mib": base.maxrss_mib, "ratio": ratio})
     return 0
 
 

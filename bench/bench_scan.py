@@ -59,6 +59,7 @@ from bench_ingest import (  # noqa: E402  (bench/ is not a package)
     fail,
     human_bytes,
     run_child,
+    write_json,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -580,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the case database and the scan output (printed paths)")
     ap.add_argument("--no-split", action="store_true",
                     help="skip the third child that times lineage / classify / rules apart")
+    ap.add_argument("--json", metavar="FILE",
+                    help="also write the measurements as JSON to FILE (bench/run_all.py reads it)")
     ap.add_argument("--generate-only", metavar="DIR", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.events < 1000:
@@ -685,6 +688,12 @@ def main(argv: list[str] | None = None) -> int:
                                                 for k, v in slow))
     print(f"\n{os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"largest child RSS (RUSAGE_CHILDREN) {all_children:.0f} MiB")
+    if args.json:
+        write_json(args.json, {
+            "events": n_events, "bytes": size, "ingest_s": ingest.seconds,
+            "ingest_rss_mib": ingest.maxrss_mib, "scan_s": scan.seconds,
+            "scan_rss_mib": scan.maxrss_mib, "ratio": ratio, "findings": n_findings,
+            "findings_by_rule": by_rule})
     return 0
 
 
