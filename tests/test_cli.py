@@ -83,6 +83,19 @@ def test_query_from_stdin_to_csv_file(run, tmp_path):
     assert out.read_text().splitlines()[:2] == ["line,kind", "1,use"]
 
 
+def test_an_output_that_cannot_be_written_is_a_usage_error_not_a_traceback(run, tmp_path):
+    run("ingest", ENVOY, "-q")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    r = run("query", "select 1", "-o", str(blocked / "out.csv"))
+    assert r.exit_code == 2 and "cannot write" in r.stderr
+    r = run("report", "--html", str(blocked / "report.html"))
+    assert r.exit_code == 2 and "cannot write" in r.stderr
+    # a missing folder is created, as for --csv DIR
+    r = run("report", "--html", str(tmp_path / "new" / "report.html"))
+    assert r.exit_code == 0 and (tmp_path / "new" / "report.html").exists()
+
+
 def test_strict_exits_3_at_first_reject(run, tmp_path):
     log = write_jsonl(tmp_path / "g.jsonl", [json.loads(Path(ENVOY).read_text().splitlines()[0]),
                                              "garbage"])

@@ -124,6 +124,27 @@ def test_no_raw_token_in_case_file_rejects_or_any_output(tmp_path):
     outputs += [r.stdout, r.stderr]
     assert r.exit_code == 3
 
+    # every command that reads the case, and every export it writes
+    for fmt in ("table", "json", "jsonl", "csv", "sarif", "ocsf"):
+        r = runner.invoke(main, ["scan", "--db", str(db), "--format", fmt, "--fail-on", "none"])
+        outputs += [r.stdout, r.stderr]
+        assert r.exit_code == 0, r.output
+    for cmd in (["tokens", "--format", "json"], ["holders", "--format", "csv"],
+                ["trace", "planted-jti-1", "--format", "json"], ["trace", "ASIAPLANTED0001"]):
+        r = runner.invoke(main, [*cmd, "--db", str(db)])
+        outputs += [r.stdout, r.stderr]
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["trace", "-", "--db", str(db)], input=JWT + "\n")
+    outputs += [r.stdout, r.stderr]
+    reports = tmp_path / "reports"
+    r = runner.invoke(main, ["report", "--db", str(db), "--html", str(reports / "r.html"),
+                             "--csv", str(reports / "csv")])
+    assert r.exit_code == 0, r.output
+    outputs += [r.stdout, r.stderr]
+    written = sorted(p for p in reports.rglob("*") if p.is_file())
+    assert len(written) >= 5  # the HTML page and the CSV tables
+    outputs += [p.read_text(encoding="utf-8") for p in written]
+
     blob = db.read_bytes()
     for wal in tmp_path.glob("case.duckdb*"):
         blob += wal.read_bytes()

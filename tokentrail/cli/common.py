@@ -14,6 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from ..case import Case
+from ..errors import UsageError
 from ..output import ROW_FORMATS, cell_text, sanitize_terminal, write_rows
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,7 +95,11 @@ def open_output(path: str) -> Iterator[Any]:
         return
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh = open(tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with fh:
             yield fh
         os.replace(tmp, path)
     except BaseException:

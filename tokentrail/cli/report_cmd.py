@@ -90,6 +90,9 @@ def report_cmd(db: str | None, policy_file: str | None, rules_dirs: tuple[str, .
         analysis = analyse(case.con, policy=policy, rules=rules)
         for name, value in wanted.items():
             _, writer = REPORT_OUTPUTS[name]
-            summary = writer(case.con, analysis, value)
+            try:
+                summary = writer(case.con, analysis, value)
+            except OSError as exc:
+                raise UsageError(f"cannot write {value}: {exc.strerror or exc}") from None
             if not quiet:
                 say(summary)

@@ -786,6 +786,7 @@ def write_html_report(con: duckdb.DuckDBPyConnection, path: str, *, findings: li
     html = render_html_report(con, findings=findings)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    target.parent.mkdir(parents=True, exist_ok=True)  # like --csv DIR
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
