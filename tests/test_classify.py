@@ -135,6 +135,36 @@ def test_external_address_is_stolen_and_same_address_as_issuance_is_owner(tmp_pa
     assert got[("t1", "ip:203.0.113.66/curl")][:2] == ("stolen", 0.75)
 
 
+def test_lone_public_client_with_a_jwt_but_no_issuance_in_the_case_is_not_called_stolen(tmp_path):
+    # A gateway log of a partner app calling from the internet: the JWT names client_id, the
+    # IdP's logs are not in the case. Two SDKs on the same host are still one presenter.
+    got = classes(tmp_path, [
+        ev("00:00", "use", "t1", client_id="partner-app", src_ip="198.51.100.7",
+           user_agent="aws-sdk-go/1.44"),
+        ev("00:05", "use", "t1", client_id="partner-app", src_ip="198.51.100.7",
+           user_agent="aws-sdk-go-v2/1.30"),
+    ])
+    assert {c[0] for c in got.values()} == {"unknown"}
+    assert all(c[1] <= 0.3 for c in got.values())
+    # but a second address is a contradiction again
+    got = classes(tmp_path, [
+        ev("00:00", "use", "t2", client_id="partner-app", src_ip="198.51.100.7"),
+        ev("00:05", "use", "t2", client_id="partner-app", src_ip="203.0.113.66"),
+    ])
+    assert {c[0] for c in got.values()} == {"stolen"}
+
+
+def test_next_address_in_the_issuers_egress_range_is_suspicious_not_stolen(tmp_path):
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="partner", src_ip="198.51.100.7"),
+        ev("00:10", "use", "t1", src_ip="198.51.100.7"),
+        ev("00:20", "use", "t1", src_ip="198.51.100.41"),  # same /24: a NAT pool
+        ev("00:30", "use", "t1", src_ip="198.51.101.41"),  # next /24: no longer
+    ])
+    assert got[("t1", "ip:198.51.100.41")][:2] == ("suspicious", 0.3)
+    assert got[("t1", "ip:198.51.101.41")][0] == "stolen"
+
+
 def test_private_address_not_matching_is_only_suspicious(tmp_path):
     got = classes(tmp_path, [
         ev("00:00", "issue", "t1", client_id="svc", src_ip="10.1.1.1"),

@@ -41,6 +41,13 @@ def _holder_ip(h: str) -> str:
     return f"CASE WHEN starts_with({h}, 'ip:') THEN split_part(substr({h}, 4), '/', 1) END"
 
 
+def _same_v4_net(ip: str, other: str) -> str:
+    """Both IPv4 and in one /24: the granularity of cloud NAT gateways and carrier egress pools."""
+    return (f"coalesce({ip} <> {other} AND regexp_full_match({ip}, '\\d+\\.\\d+\\.\\d+\\.\\d+') "
+            f"AND regexp_full_match({other}, '\\d+\\.\\d+\\.\\d+\\.\\d+') "
+            f"AND regexp_replace({ip}, '\\.\\d+$', '') = regexp_replace({other}, '\\.\\d+$', ''), false)")
+
+
 def _spiffe_name(h: str) -> str:
     """Last path segment of a SPIFFE ID (Istio: the service account): a workload's name."""
     return f"CASE WHEN starts_with({h}, 'spiffe://') THEN regexp_extract({h}, '/([^/]+)$', 1) END"
@@ -146,6 +153,8 @@ WITH facts AS (
          {intended} AS intended_holder_id, {intended_tier} AS intended_holder_tier,
          t.client_id AS t_client_id, t.current_actor AS t_actor, t.holders AS t_holders,
          t.issue_kind AS t_issue_kind, t.pod AS t_pod, t.host AS t_host, l.kind AS link_kind,
+         t.issued_ip AS t_issued_ip, coalesce(p.presenters, 1) AS t_presenters,
+         {_same_v4_net(ip, 't.issued_ip')} AS near_issued_ip,
          {pod_match} AS pod_match,
          coalesce(th.holder_tier = 'network' AND {_private(ip)} AND count(*) FILTER (
              WHERE th.holder_tier = 'network' AND {_private(ip)}) OVER (PARTITION BY th.token_key) = 1,
@@ -154,6 +163,10 @@ WITH facts AS (
   JOIN tokens t USING (token_key)
   LEFT JOIN (SELECT child_key, any_value(kind) AS kind, any_value(parent_key) AS parent_key
              FROM links GROUP BY child_key) l ON l.child_key = th.token_key
+  -- distinct presenters, one per address whatever its user agents (two SDKs on one host)
+  LEFT JOIN (SELECT token_key, count(DISTINCT CASE WHEN starts_with(holder_id, 'ip:')
+                    THEN split_part(holder_id, '/', 1) ELSE holder_id END) AS presenters
+             FROM token_holders GROUP BY token_key) p ON p.token_key = th.token_key
 ), decided AS (
   SELECT *,
     CASE
@@ -190,6 +203,15 @@ WITH facts AS (
         THEN ['forwarded', '0.85', 'internal holder ' || holder_id || ' re-presented a token issued to '
               || coalesce(intended_holder_id, 'another holder') || '; no exchange for it'
               || CASE WHEN forward_subtype IS NOT NULL THEN ' (' || forward_subtype || ')' ELSE '' END]
+      -- Nothing contradicts a lone presenter when the case does not show where the token was
+      -- obtained: a client id in the claims cannot be compared with an address.
+      WHEN holder_tier = 'network' AND t_presenters = 1 AND t_issued_ip IS NULL
+        THEN ['unknown', '0.3', 'sole presenter ' || holder_id || ' of a token whose issuance '
+              || 'address is not in the case (claims name ' || coalesce(intended_holder_id, 'no holder')
+              || ', which an address cannot confirm or contradict)']
+      WHEN holder_tier = 'network' AND near_issued_ip
+        THEN ['suspicious', '0.3', 'presented from ' || holder_id || ', in the same /24 as the '
+              || 'address that obtained it (' || t_issued_ip || '): an egress pool or NAT']
       WHEN external AND NOT in_nat
         THEN ['stolen', CASE WHEN t_holders > 1 THEN '0.75' ELSE '0.7' END,
               'unknown external holder ' || holder_id || ' presented a bearer token issued to '
