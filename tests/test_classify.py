@@ -154,6 +154,24 @@ def test_lone_public_client_with_a_jwt_but_no_issuance_in_the_case_is_not_called
     assert {c[0] for c in got.values()} == {"stolen"}
 
 
+def test_lone_mesh_identity_with_a_differently_named_client_is_not_called_forwarded(tmp_path):
+    # azp is the OAuth client's id, the SPIFFE ID names the service account: two namespaces.
+    # With one presenter and no issuance in the case nothing says these are not the same
+    # workload; a second internal presenter is forwarding again.
+    got = classes(tmp_path, [
+        ev("00:00", "use", "t1", client_id="frontend-prod-7f3a", peer_spiffe=CODER),
+        ev("00:05", "use", "t1", client_id="frontend-prod-7f3a", peer_spiffe=CODER),
+    ])
+    assert got[("t1", CODER)][:2] == ("unknown", 0.3)
+    got = classes(tmp_path, [
+        ev("00:00", "use", "t2", client_id="frontend-prod-7f3a", peer_spiffe=CODER,
+           request_id="a"),
+        ev("00:05", "use", "t2", client_id="frontend-prod-7f3a", peer_spiffe=ORCH,
+           request_id="b"),
+    ])
+    assert {got[("t2", CODER)][0], got[("t2", ORCH)][0]} == {"forwarded"}
+
+
 def test_next_address_in_the_issuers_egress_range_is_suspicious_not_stolen(tmp_path):
     got = classes(tmp_path, [
         ev("00:00", "issue", "t1", client_id="partner", src_ip="198.51.100.7"),

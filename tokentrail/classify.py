@@ -199,16 +199,19 @@ WITH facts AS (
       WHEN sole_internal AND (t_pod IS NOT NULL OR t_host IS NOT NULL)
         THEN ['owner', '0.6', 'sole presenter, inside the network, of a token bound to '
               || coalesce('pod ' || t_pod, 'host ' || t_host) || ' (address not attested)']
+      -- Nothing contradicts a lone presenter when the case cannot tie the token's intended
+      -- holder to it: a client id in the claims is another namespace than an address, and
+      -- than a SPIFFE ID or certificate unless a policy alias or the issuance joins them.
+      WHEN t_presenters = 1 AND owner_match IS NULL AND actor_match IS NULL AND NOT delegated
+           AND (holder_tier = 'network' AND t_issued_ip IS NULL
+                OR holder_tier <> 'network' AND t_issue_kind IS NULL AND forward_subtype IS NULL)
+        THEN ['unknown', '0.3', 'sole presenter ' || holder_id || '; the case does not tie it to '
+              || coalesce(intended_holder_id, 'the token''s issuance') || ' (an alias in the policy, '
+              || 'or the identity provider''s log, would)']
       WHEN internal_identity AND intended_holder_id IS NOT NULL
         THEN ['forwarded', '0.85', 'internal holder ' || holder_id || ' re-presented a token issued to '
               || coalesce(intended_holder_id, 'another holder') || '; no exchange for it'
               || CASE WHEN forward_subtype IS NOT NULL THEN ' (' || forward_subtype || ')' ELSE '' END]
-      -- Nothing contradicts a lone presenter when the case does not show where the token was
-      -- obtained: a client id in the claims cannot be compared with an address.
-      WHEN holder_tier = 'network' AND t_presenters = 1 AND t_issued_ip IS NULL
-        THEN ['unknown', '0.3', 'sole presenter ' || holder_id || ' of a token whose issuance '
-              || 'address is not in the case (claims name ' || coalesce(intended_holder_id, 'no holder')
-              || ', which an address cannot confirm or contradict)']
       WHEN holder_tier = 'network' AND near_issued_ip
         THEN ['suspicious', '0.3', 'presented from ' || holder_id || ', in the same /24 as the '
               || 'address that obtained it (' || t_issued_ip || '): an egress pool or NAT']
