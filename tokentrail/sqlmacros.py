@@ -106,12 +106,18 @@ MACROS: tuple[tuple[str, str, str], ...] = (
      + ", ".join("'$" + ".act" * depth + ".sub'" for depth in range(0, 8))
      + "]), lambda x: x IS NOT NULL)"),
     # IP address from "ip", "ip:port", "[v6]:port"; "-" and empty become NULL.
+    # Text shaped like an address (IPv4, IPv6, an IPv6 zone), else NULL: a log field that
+    # holds a host name, "AWS Internal" or an attacker's string never becomes a holder. The
+    # shape is checked, not the value: anonymised logs carry addresses like 255.090.254.5.
+    ("tt_ip_shaped", "v",
+     "CASE WHEN regexp_full_match(v, '[0-9A-Fa-f:.]{2,45}(%[A-Za-z0-9_.-]{1,32})?') "
+     "AND regexp_matches(v, '[0-9]') THEN v END"),
     ("tt_ip", "v",
-     "CASE WHEN v IS NULL OR v IN ('', '-') THEN NULL "
-     "WHEN starts_with(v, '[') THEN nullif(split_part(substr(v, 2), ']', 1), '') "
+     "tt_ip_shaped(CASE WHEN v IS NULL OR trim(v) IN ('', '-') THEN NULL "
+     "WHEN starts_with(trim(v), '[') THEN nullif(split_part(substr(trim(v), 2), ']', 1), '') "
      "WHEN contains(v, ':') AND length(v) - length(replace(v, ':', '')) = 1 "
-     "THEN split_part(v, ':', 1) "
-     "ELSE v END"),
+     "THEN split_part(trim(v), ':', 1) "
+     "ELSE trim(v) END)"),
     # The first address of an X-Forwarded-For style list.
     ("tt_first_ip", "v", "tt_ip(split_part(v, ',', 1))"),
     # A user agent's product name without version ("python-requests/2.31" -> python-requests).
@@ -134,6 +140,56 @@ MACROS: tuple[tuple[str, str, str], ...] = (
      "CASE WHEN auds IS NULL OR len(auds) = 0 OR resources IS NULL OR len(resources) = 0 THEN NULL "
      "ELSE list_bool_and([list_bool_or([contains(tt_aud_norm(r), tt_aud_norm(a)) "
      "OR contains(tt_aud_norm(a), tt_aud_norm(r)) FOR a IN auds]) FOR r IN resources]) END"),
+    # --- OpenTelemetry (OTLP/JSON, see formats/otel.toml) ---------------------------------
+    # Nanoseconds since the epoch (a decimal string, as int64 is in OTLP/JSON, or a number);
+    # 0 means unset in OTLP, so it is NULL here.
+    ("tt_epoch_ns", "v",
+     "CASE WHEN coalesce(TRY_CAST(CAST(v AS VARCHAR) AS HUGEINT), "
+     "TRY_CAST(TRY_CAST(CAST(v AS VARCHAR) AS DOUBLE) AS HUGEINT), 0) > 0 "
+     "THEN to_timestamp(0) + to_microseconds(CAST(coalesce(TRY_CAST(CAST(v AS VARCHAR) AS HUGEINT), "
+     "TRY_CAST(TRY_CAST(CAST(v AS VARCHAR) AS DOUBLE) AS HUGEINT)) // 1000 AS BIGINT)) END"),
+    # A trace or span id as lowercase hex (the W3C traceparent form). OTLP/JSON writes hex in
+    # any case; exporters that use protobuf's default JSON mapping write base64, converted
+    # here. All zeros is an invalid id: NULL.
+    ("tt_otel_id", "v",
+     "CASE WHEN v IS NULL OR trim(v) = '' THEN NULL "
+     "WHEN regexp_full_match(trim(v), '[0-9A-Fa-f]{16}|[0-9A-Fa-f]{32}') "
+     "THEN nullif(nullif(lower(trim(v)), '0000000000000000'), '00000000000000000000000000000000') "
+     "WHEN regexp_full_match(trim(v), '[A-Za-z0-9+/]{11}=|[A-Za-z0-9+/]{22}==') "
+     "THEN nullif(nullif(lower(hex(from_base64(trim(v)))), '0000000000000000'), "
+     "'00000000000000000000000000000000') END"),
+    # An OTLP AnyValue read as {stringValue, intValue, boolValue, doubleValue, bytesValue:
+    # VARCHAR, arrayValue: JSON} as text; an array gives its first string (HTTP header
+    # attributes are string arrays). kvlistValue is not read.
+    ("tt_otel_value", "v",
+     "coalesce(v.stringValue, v.intValue, v.boolValue, v.doubleValue, v.bytesValue, "
+     "json_extract_string(v.arrayValue, '$.values[0].stringValue'))"),
+    # The value of the attribute named k in an OTLP attribute list (a list of {key, value}
+    # structs as above), as text; NULL when absent. OTLP requires unique keys; a list that
+    # repeats one is unreadable (the map cannot be built) and reads as no attributes. A map,
+    # not a lambda: binding a lambda per lookup cost ~4 ms each (measured), a map lookup
+    # does not, and the same map_from_entries is computed once per record.
+    ("tt_otel_attr", "attrs, k",
+     "tt_otel_value(map_from_entries(attrs)[k])"),
+    # otel.toml's record: the span's or log record's own attribute k, and its resource's.
+    ("tt_otel", "rec, k",
+     "tt_otel_attr(coalesce(rec.spans.attributes, rec.logRecords.attributes), k)"),
+    ("tt_otel_res", "rec, k",
+     "tt_otel_attr(coalesce(rec.resourceSpans.resource.attributes, "
+     "rec.resourceLogs.resource.attributes), k)"),
+    # SpanKind: OTLP/JSON writes the enum as an integer; some exporters write its name.
+    ("tt_otel_span_kind", "k",
+     "CASE upper(CAST(k AS VARCHAR)) WHEN '1' THEN 'internal' WHEN '2' THEN 'server' "
+     "WHEN '3' THEN 'client' WHEN '4' THEN 'producer' WHEN '5' THEN 'consumer' "
+     "WHEN 'SPAN_KIND_INTERNAL' THEN 'internal' WHEN 'SPAN_KIND_SERVER' THEN 'server' "
+     "WHEN 'SPAN_KIND_CLIENT' THEN 'client' WHEN 'SPAN_KIND_PRODUCER' THEN 'producer' "
+     "WHEN 'SPAN_KIND_CONSUMER' THEN 'consumer' END"),
+    # The host of an absolute URL (without userinfo and port).
+    ("tt_url_host", "u",
+     "lower(nullif(regexp_extract(u, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\\[[^\\]]*\\]|[^:/?#]*)', 1), ''))"),
+    # The path and query of an absolute URL.
+    ("tt_url_path", "u",
+     "nullif(regexp_extract(u, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^#]*)', 1), '')"),
     # Token redaction applied to anything stored from a log (see redact.py).
     ("tt_redact", "s",
      f"CASE WHEN s IS NULL OR NOT regexp_matches(s, {REDACT_TRIGGER_SQL}) THEN s "
