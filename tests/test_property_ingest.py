@@ -31,8 +31,8 @@ def _records(path: Path) -> list[dict[str, Any]]:
                 data.append(json.loads(ln))
             except json.JSONDecodeError:
                 continue
-    if isinstance(data, dict):
-        data = data.get("Records", [])
+    if isinstance(data, dict):  # {"Records": [...]}, {"records": [...]}, {"value": [...]}
+        data = next((data[k] for k in ("Records", "records", "value") if k in data), [])
     return [r for r in data if isinstance(r, dict)]
 
 
@@ -43,7 +43,17 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
     "cloudtrail": _records(FIXTURES / "cloudtrail" / "records.json"),
     "k8s-audit": _records(FIXTURES / "k8s-audit" / "audit.log"),
     "tokentrail": _records(FIXTURES / "export" / "awkward.jsonl"),
+    "entra-signin": _records(FIXTURES / "entra-signin" / "diagnostic-storage.jsonl")
+    + _records(FIXTURES / "entra-signin" / "graph-api-signins.json"),
+    "graph-activity": _records(FIXTURES / "graph-activity" / "diagnostic-storage.jsonl")
+    + _records(FIXTURES / "graph-activity" / "log-analytics.json"),
+    "gcp-audit": _records(FIXTURES / "gcp-audit" / "audit.jsonl"),
+    "nginx": _records(FIXTURES / "nginx" / "access.jsonl"),
+    "kong": _records(FIXTURES / "kong" / "file-log.jsonl"),
+    "auth0": _records(FIXTURES / "auth0" / "logs.jsonl")
+    + _records(FIXTURES / "auth0" / "stream.jsonl"),
 }
+assert all(SEEDS.values()), [k for k, v in SEEDS.items() if not v]
 _ = SHARED  # datasets are exercised by the format tests
 
 json_leaf = st.one_of(
@@ -97,7 +107,7 @@ def _records_in(lines: list[bytes]) -> int:
     return sum(1 for ln in lines if ln.strip(b" \t\r"))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.data_too_large])
 @given(data=st.data())
 def test_mutated_records_are_each_one_event_or_one_reject(tmp_path_factory, data):
