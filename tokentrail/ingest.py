@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -22,6 +22,7 @@ from .case import Case
 from .errors import InputError, TokentrailError, UsageError
 from .redact import EXCERPT_CHARS, excerpt, redact_text
 from .sources.compiler import (
+    NESTED_SRC,
     STAGE,
     Reader,
     column_probe_sql,
@@ -29,12 +30,20 @@ from .sources.compiler import (
     insert_events_sql,
     insert_rejects_sql,
     lit,
+    nested_plan,
     stage_sql,
 )
 from .sources.discover import SourceFile, expand
 from .sources.mapping import Mapping, load_mapping
 from .sources.registry import builtin_mappings, get_mapping
-from .sources.sniff import Sniffed, all_wrapper_keys, choose_format, read_prefix, sniff_container
+from .sources.sniff import (
+    Sniffed,
+    all_nested_paths,
+    all_wrapper_keys,
+    choose_format,
+    read_prefix,
+    sniff_container,
+)
 
 CSV_REJECT_REASONS = {
     "INVALID ENCODING": "invalid UTF-8",
@@ -86,14 +95,17 @@ def validate_mapping(case: Case, mapping: Mapping) -> None:
     """Bind every expression once, so a typo names its key instead of failing mid-ingest."""
     from .errors import MappingError
 
-    exprs = dict(mapping.columns)
-    exprs.update({f"extra.{k}": v for k, v in mapping.extra.items()})
-    for key, expr in exprs.items():
+    # [let] values first (over the record alone), so a broken one is named, not the first
+    # column that happens to use it.
+    bare = replace(mapping, let={})
+    probes = [(f"let.{k}", bare, v) for k, v in mapping.let.items()]
+    probes += [(f"columns.{k}", mapping, v) for k, v in mapping.columns.items()]
+    probes += [(f"extra.{k}", mapping, v) for k, v in mapping.extra.items()]
+    for where, against, expr in probes:
         try:
-            case.con.execute(column_probe_sql(mapping, key, expr)).fetchall()
+            case.con.execute(column_probe_sql(against, where, expr)).fetchall()
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
-            where = key if key.startswith("extra.") else f"columns.{key}"
             raise MappingError(f"SQL does not bind: {first}", file=mapping.source,
                                key=where) from None
 
@@ -151,6 +163,35 @@ def _salvage_document(src: SourceFile, workdir: str) -> tuple[str, int, str | No
                 how = "malformed" if text.rstrip().endswith(("]", "}")) else "truncated"
                 reason = (damage + "; " if damage else "") + (
                     f"JSON document {how} after record {count}; the rest is lost")
+                break
+            out.write(json.dumps(value, ensure_ascii=False) + "\n")
+            count += 1
+    return out_path, count, reason
+
+
+def _salvage_documents(src: SourceFile, workdir: str) -> tuple[str, int, str | None]:
+    """Re-read a file of JSON documents (nested envelopes) DuckDB refused; write each complete
+    document as one line. Returns (path, documents recovered, reason the rest was lost).
+    Only for broken files: a Python pass over their documents is acceptable here."""
+    data, damage = _read_damaged(src)
+    text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
+    decoder = json.JSONDecoder()
+    out_path = os.path.join(workdir, "salvage-docs.jsonl")
+    count = 0
+    reason: str | None = damage
+    pos, n = 0, len(text)
+    with open(out_path, "w", encoding="utf-8") as out:
+        while True:
+            while pos < n and text[pos] in " \t\r\n":
+                pos += 1
+            if pos >= n:
+                break
+            try:
+                value, pos = decoder.raw_decode(text, pos)
+            except ValueError:
+                reason = (damage + "; " if damage else "") + (
+                    f"JSON document {count + 1} is truncated or malformed; it and the rest of "
+                    "the file are lost")
                 break
             out.write(json.dumps(value, ensure_ascii=False) + "\n")
             count += 1
@@ -215,7 +256,8 @@ def _read_damaged(src: SourceFile) -> tuple[bytes, str | None]:
     return b"".join(out), None
 
 
-def _salvage_gzip_lines(src: SourceFile, workdir: str) -> tuple[Reader, str | None]:
+def _salvage_gzip_lines(src: SourceFile, workdir: str,
+                        like: Reader | None = None) -> tuple[Reader, str | None]:
     data, damage = _read_damaged(src)
     path = os.path.join(workdir, "salvage-lines.jsonl")
     if damage and not data.endswith(b"\n"):
@@ -224,7 +266,16 @@ def _salvage_gzip_lines(src: SourceFile, workdir: str) -> tuple[Reader, str | No
         damage += "; the line cut by the damage is lost"
     with open(path, "wb") as out:
         out.write(data)
+    if like is not None and like.container == "nested":  # a document per line, as before
+        return replace(like, path=path, compression="none"), damage
     return Reader(path, "lines", "none"), damage
+
+
+DOCS = "tt_docs"  # a nested file's documents, in file order (rowid = position)
+# JSON text per statement while a nested file's levels are expanded: DuckDB's JSON functions
+# hold several times the text of a vector in memory (measured: OOM at 768 MB with 53 MB of
+# OTLP documents in one statement, fine with 32 MB batches).
+NESTED_BATCH_BYTES = 16 << 20
 
 
 class Ingestor:
@@ -246,6 +297,7 @@ class Ingestor:
             self.fixed = load_mapping(mapping_file)
             validate_mapping(case, self.fixed)
         self.candidates: tuple[Mapping, ...] = builtin_mappings()
+        self._nested_tables: list[str] = []
 
     def run(self, paths: Iterable[str], *, stdin: BinaryIO | None = None) -> IngestReport:
         workdir = tempfile.mkdtemp(prefix="tokentrail-")
@@ -288,23 +340,26 @@ class Ingestor:
             return result
         try:
             prefix = read_prefix(src)
-            wrappers = all_wrapper_keys(list(self.candidates) + ([self.fixed] if self.fixed else []))
-            sniffed = sniff_container(prefix, wrappers)
+            known = list(self.candidates) + ([self.fixed] if self.fixed else [])
+            sniffed = sniff_container(prefix, all_wrapper_keys(known), all_nested_paths(known))
             mapping = _select_mapping(src, sniffed, self.fixed, self.candidates)
+            if sniffed.container == "nested" and not mapping.nested:
+                raise InputError(f"nested JSON documents, which format {mapping.name!r} does not "
+                                 "read (its mapping has no [read] nested)", file=src.name)
         except TokentrailError as exc:
             result.status, result.message = "failed", exc.message
             return result
         result.format, result.container = mapping.name, sniffed.container
         try:
-            reader, salvage_reason = self._reader(src, sniffed, workdir)
+            reader, salvage_reason = self._reader(src, sniffed, workdir, mapping)
             try:
                 with self.case.transaction():
                     self._load(src, reader, salvage_reason, mapping, result)
             except duckdb.Error:
-                if not (src.gzip and reader.container == "lines"):
+                if not (src.gzip and reader.reads_lines):
                     raise
                 # A damaged gzip: keep every line that decompressed before the damage.
-                reader, salvage_reason = _salvage_gzip_lines(src, workdir)
+                reader, salvage_reason = _salvage_gzip_lines(src, workdir, reader)
                 with self.case.transaction():
                     self._load(src, reader, salvage_reason, mapping, result)
         except duckdb.Error as exc:
@@ -318,8 +373,8 @@ class Ingestor:
                 else "no records")
         return result
 
-    def _reader(self, src: SourceFile, sniffed: Sniffed,
-                workdir: str) -> tuple[Reader, str | None]:
+    def _reader(self, src: SourceFile, sniffed: Sniffed, workdir: str,
+                mapping: Mapping) -> tuple[Reader, str | None]:
         """The reader for this file; a document DuckDB cannot parse is salvaged first.
 
         Probed outside the file's transaction: a failed read would abort it.
@@ -328,9 +383,19 @@ class Ingestor:
         # A document is at most the file (or, gzipped, a generous multiple of it).
         expect = src.size * (20 if src.gzip else 1) + 4096
         reader = Reader(src.path, sniffed.container, compression, sniffed.wrapper_key,
-                        document_bytes=expect)
-        if sniffed.container == "lines":
+                        document_bytes=expect, nested_paths=mapping.nested,
+                        nested_mode=sniffed.nested_mode or "lines")
+        if reader.reads_lines:
             return reader, None
+        if reader.container == "nested":
+            try:
+                self.case.con.execute(
+                    f"SELECT count(*) FROM ({reader.documents_sql()})").fetchall()
+                return reader, None
+            except duckdb.Error:
+                # Whole documents: keep every complete one, as one line each.
+                path, _, reason = _salvage_documents(src, workdir)
+                return replace(reader, path=path, compression="none", nested_mode="lines"), reason
         try:
             self.case.con.execute(f"SELECT count(*) FROM ({reader.sql()})").fetchall()
             return reader, None
@@ -338,33 +403,86 @@ class Ingestor:
             path, _, reason = _salvage_document(src, workdir)
             return Reader(path, "lines", "none"), reason
 
+    def _documents(self, reader: Reader) -> tuple[Reader, list[tuple[int, str, str | None]]]:
+        """Materialise a nested file's documents in file order (a line each, or each JSON
+        value of the file) and then its outer levels (compiler.nested_plan); return the
+        reader of its records and the lines the CSV reader refused."""
+        con = self.case.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {DOCS} AS {reader.documents_sql()}")
+        csv_rejects = self._csv_rejects(reader) if reader.reads_lines else []
+        first = con.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {DOCS}").fetchone()
+        assert first is not None
+        base = int(first[0] or 0)
+        if first[2] and int(first[1]) - base + 1 != int(first[2]):
+            raise AssertionError("document rowids are not contiguous; lines would be wrong")
+        pos = f"(d.rowid - {base} + 1)"
+        if csv_rejects:
+            self._line_adjust(reader)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {DOCS}_lined AS "
+                        f"SELECT {pos} + coalesce(a.k, 0) AS doc_line, d.raw FROM {DOCS} d "
+                        f"ASOF LEFT JOIN tt_line_adjust a ON {pos} > a.before ORDER BY doc_line")
+        steps, final = nested_plan(reader.nested_paths)
+        src_table, src_cols = DOCS, f"{pos} AS doc_line, d.raw"
+        if csv_rejects:
+            src_table, src_cols = f"{DOCS}_lined", "d.doc_line, d.raw"
+        for step in steps:
+            for i, (lo, hi) in enumerate(self._batches(src_table, step.text)):
+                src = (f"(SELECT {src_cols} FROM {src_table} d "
+                       f"WHERE d.rowid BETWEEN {lo} AND {hi})")
+                sql = step.sql.replace(NESTED_SRC, src)
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {step.table} AS {sql}" if i == 0
+                            else f"INSERT INTO {step.table} {sql}")
+            src_table, src_cols = step.table, "d.*"
+        self._nested_tables = [DOCS, f"{DOCS}_lined"] + [step.table for step in steps]
+        return replace(reader, nested_sql=final), csv_rejects
+
+    def _batches(self, table: str, text: str) -> list[tuple[int, int]]:
+        """Rowid ranges of `table`, in order, each holding about NESTED_BATCH_BYTES of `text`
+        (a row larger than that alone); one empty range for an empty table."""
+        rows = self.case.con.execute(
+            f"SELECT min(rowid), max(rowid) FROM (SELECT rowid, sum(coalesce(strlen({text}), 0)) "
+            f"OVER (ORDER BY rowid ROWS UNBOUNDED PRECEDING) AS c FROM {table}) "
+            f"GROUP BY (c - 1) // {NESTED_BATCH_BYTES} ORDER BY 1").fetchall()
+        return [(int(lo), int(hi)) for lo, hi in rows] or [(1, 0)]
+
+    def _csv_rejects(self, reader: Reader) -> list[tuple[int, str, str | None]]:
+        return [
+            (int(r[0]), str(r[1]), r[2]) for r in self.case.con.execute(
+                f"SELECT line, any_value(error_type), any_value(csv_line) "
+                f"FROM temp.{reader.rejects_table} GROUP BY line ORDER BY line").fetchall()
+        ]
+
+    def _line_adjust(self, reader: Reader) -> None:
+        """Lines the CSV reader refused are missing from what it returned: a table that shifts
+        later rows back to their real line numbers."""
+        self.case.con.execute(
+            "CREATE OR REPLACE TEMP TABLE tt_line_adjust AS "
+            "SELECT before, max(k) AS k FROM (SELECT line - row_number() OVER "
+            "(ORDER BY line) AS before, row_number() OVER (ORDER BY line) AS k "
+            f"FROM (SELECT DISTINCT line FROM temp.{reader.rejects_table})) "
+            "GROUP BY before")
+
     def _load(self, src: SourceFile, reader: Reader, salvage_reason: str | None,
               mapping: Mapping, result: FileResult) -> None:
         con = self.case.con
         sid = src.source_id
         for table in ("events", "rejects", "sources"):
             con.execute(f"DELETE FROM {table} WHERE source_id = ?", [sid])
-        if reader.container == "lines":
+        if reader.reads_lines:
             _drop_csv_rejects(con, reader.rejects_table)
+        csv_rejects: list[tuple[int, str, str | None]] = []
+        nested = reader.container == "nested"
+        if nested:
+            # Documents first (their lines are file lines); the stage then holds records.
+            reader, csv_rejects = self._documents(reader)
         # One parallel pass over the file into an order-keeping stage; the stage's rowid
         # numbers the rows (see compiler.stage_sql).
         con.execute(stage_sql(compile_pipeline(mapping, reader, source_id=sid)))
-        csv_rejects: list[tuple[int, str, str | None]] = []
         if reader.container == "lines":
-            csv_rejects = [
-                (int(r[0]), str(r[1]), r[2]) for r in con.execute(
-                    f"SELECT line, any_value(error_type), any_value(csv_line) "
-                    f"FROM temp.{reader.rejects_table} GROUP BY line ORDER BY line").fetchall()
-            ]
-        line_adjust = bool(csv_rejects)
+            csv_rejects = self._csv_rejects(reader)
+        line_adjust = bool(csv_rejects) and not nested
         if line_adjust:
-            # Lines the CSV reader refused are missing from the stage: shift later rows back
-            # to their real line numbers.
-            con.execute("CREATE OR REPLACE TEMP TABLE tt_line_adjust AS "
-                        "SELECT before, max(k) AS k FROM (SELECT line - row_number() OVER "
-                        "(ORDER BY line) AS before, row_number() OVER (ORDER BY line) AS k "
-                        f"FROM (SELECT DISTINCT line FROM temp.{reader.rejects_table})) "
-                        "GROUP BY before")
+            self._line_adjust(reader)
         first = con.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {STAGE}").fetchone()
         assert first is not None
         base = int(first[0] or 0)
@@ -372,8 +490,11 @@ class Ingestor:
             raise AssertionError("stage rowids are not contiguous; line numbers would be wrong")
         inserted = con.execute(insert_events_sql(base, line_adjust)).fetchone()
         result.events = int(inserted[0]) if inserted else 0
-        con.execute(insert_rejects_sql(sid, base, line_adjust))
+        con.execute(insert_rejects_sql(sid, base, line_adjust, nested=nested))
         con.execute(f"DROP TABLE {STAGE}")
+        if nested:
+            for table in self._nested_tables:
+                con.execute(f"DROP TABLE IF EXISTS {table}")
         for line, error_type, csv_line in csv_rejects:
             reason = CSV_REJECT_REASONS.get(error_type, f"unreadable line ({error_type.lower()})")
             con.execute("INSERT INTO rejects VALUES (?, ?, ?, ?)",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import duckdb
 
+from .agents import attribute_agents
+
 # What a presentation is: a use or a refused use. Issue/exchange/refresh events say who
 # *received* a token; they feed the token's intended holder, not its presenters.
 PRESENTATION_KINDS = "('use', 'deny')"
@@ -157,8 +159,11 @@ SELECT p.token_key, p.holder_id,
        count(*) FILTER (WHERE rp.replay) AS proof_replays,
        bool_and(coalesce(r.relayed, false)) AS relayed,
        any_value(r.relayed_from) AS relayed_from,
-       list(p.event_id ORDER BY p.ts, p.event_id) AS event_ids
+       list(p.event_id ORDER BY p.ts, p.event_id) AS event_ids,
+       -- how a holder that is not in the log line itself was found (agents.py)
+       list_sort(list_distinct(list(ha.evidence))) AS holder_evidence
 FROM p LEFT JOIN relayed r USING (event_id) LEFT JOIN replays rp USING (event_id)
+LEFT JOIN holder_attribution ha USING (event_id)
 GROUP BY p.token_key, p.holder_id
 """
 
@@ -175,7 +180,11 @@ WHERE events.token_key = 'fp:' || a.token_fp
 
 
 def build_lineage(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)build tokens, links and token_holders from events."""
+    """(Re)build tokens, links and token_holders from events.
+
+    First the holders the log line could not name itself: a gateway request made by an AI
+    agent, found through the agent's own trace spans (agents.py, `holder_attribution`)."""
+    attribute_agents(con)
     con.execute(ALIAS_SQL)
     con.execute(TOKENS_SQL)
     con.execute(LINKS_SQL)

@@ -164,19 +164,14 @@ MACROS: tuple[tuple[str, str, str], ...] = (
     ("tt_otel_value", "v",
      "coalesce(v.stringValue, v.intValue, v.boolValue, v.doubleValue, v.bytesValue, "
      "json_extract_string(v.arrayValue, '$.values[0].stringValue'))"),
-    # The value of the attribute named k in an OTLP attribute list (a list of {key, value}
-    # structs as above), as text; NULL when absent. OTLP requires unique keys; a list that
-    # repeats one is unreadable (the map cannot be built) and reads as no attributes. A map,
-    # not a lambda: binding a lambda per lookup cost ~4 ms each (measured), a map lookup
-    # does not, and the same map_from_entries is computed once per record.
-    ("tt_otel_attr", "attrs, k",
-     "tt_otel_value(map_from_entries(attrs)[k])"),
-    # otel.toml's record: the span's or log record's own attribute k, and its resource's.
-    ("tt_otel", "rec, k",
-     "tt_otel_attr(coalesce(rec.spans.attributes, rec.logRecords.attributes), k)"),
-    ("tt_otel_res", "rec, k",
-     "tt_otel_attr(coalesce(rec.resourceSpans.resource.attributes, "
-     "rec.resourceLogs.resource.attributes), k)"),
+    # An OTLP attribute list (a list of {key, value} structs as above) as a map from key to
+    # text value ('' as absent), built once per record (otel.toml's [let]) so that each
+    # lookup is m['key']: searching the list per lookup, or converting the value per lookup,
+    # measured several times slower. OTLP keys are unique; a list that repeats one cannot be
+    # a map and reads as no attributes.
+    ("tt_otel_attrs", "attrs",
+     "map_from_entries(list_transform(attrs, lambda x: {'k': x.key, "
+     "'v': nullif(tt_otel_value(x.value), '')}))"),
     # SpanKind: OTLP/JSON writes the enum as an integer; some exporters write its name.
     ("tt_otel_span_kind", "k",
      "CASE upper(CAST(k AS VARCHAR)) WHEN '1' THEN 'internal' WHEN '2' THEN 'server' "
@@ -186,7 +181,8 @@ MACROS: tuple[tuple[str, str, str], ...] = (
      "WHEN 'SPAN_KIND_CONSUMER' THEN 'consumer' END"),
     # The host of an absolute URL (without userinfo and port).
     ("tt_url_host", "u",
-     "lower(nullif(regexp_extract(u, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\\[[^\\]]*\\]|[^:/?#]*)', 1), ''))"),
+     "lower(nullif(regexp_extract(u, "
+     "'^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\\[[^\\]]*\\]|[^:/?#]*)', 1), ''))"),
     # The path and query of an absolute URL.
     ("tt_url_path", "u",
      "nullif(regexp_extract(u, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^#]*)', 1), '')"),

@@ -2,6 +2,27 @@
 
 A mapping is a TOML file. Built-in formats are written exactly the way a user writes their
 own for `--mapping`, so every format goes through one engine and one set of checks.
+
+`[read]` says which containers besides JSON Lines and JSON arrays the format comes in:
+
+- `wrappers = ["Records"]`: a document `{"Records": [...]}`; each element is a record.
+- `nested = ["resourceSpans.scopeSpans.spans", ...]`: envelopes nested two or more levels
+  deep (OTLP/JSON). Every innermost element is one record, and the element of each outer level
+  it sits in travels with it, without its child array, under the level's name:
+  `{"resourceSpans": {"resource": ...}, "scopeSpans": {"scope": ...}, "spans": {...},
+  "_document": 1}`. `_document` is the document's number: its line for JSON Lines of
+  documents (the OpenTelemetry collector's file exporter), its position for a file of whole
+  (pretty-printed, possibly concatenated) documents. Plain or gzip. For these records an
+  event's `line` is not a line of the file but the record's ordinal (1-based, innermost
+  elements in file order, counting a document rejected whole as one unless its line was not
+  even text); a rejected record's `line` likewise. A document that cannot be used at all
+  (invalid JSON, not an object, none of the paths, invalid UTF-8) is one reject whose `line`
+  is its line in the file (its position for whole documents). An empty envelope
+  (`"spans": []`) is no record and no reject.
+
+`[let]` names SQL expressions over the record `r` that are computed once per record and used
+in `[columns]`, `[extra]` and `[[reject]]` as `l.<name>`: for a value many columns need
+(e.g. an OTLP attribute list turned into a map once, instead of searched once per column).
 """
 
 from __future__ import annotations
@@ -17,8 +38,9 @@ from ..errors import MappingError
 from ..schema import EVENT_COLUMN_NAMES, PSEUDO_COLUMNS
 
 TOP_KEYS = {"name", "title", "description", "provides", "read", "record", "sniff", "columns",
-            "extra", "reject"}
-READ_KEYS = {"wrappers"}
+            "extra", "reject", "let"}
+READ_KEYS = {"wrappers", "nested"}
+NESTED_DOCUMENT_KEY = "_document"  # added to every nested record: its document's number
 SNIFF_KEYS = {"required", "any", "equals", "prefix"}
 PROVIDES_KEYS = {"token_id", "holder", "issuance", "limits"}
 
@@ -109,6 +131,8 @@ class Mapping:
     rejects: tuple[RejectCheck, ...]
     provides: dict[str, str]
     builtin: bool = False
+    nested: tuple[tuple[str, ...], ...] = ()  # [read] nested: paths split into their levels
+    let: dict[str, str] = field(default_factory=dict)  # [let] name -> SQL over r, as l.<name>
 
     @property
     def structure_json(self) -> str:
@@ -183,10 +207,20 @@ def mapping_from_dict(data: dict[str, Any], *, source: str, builtin: bool = Fals
     _expect(isinstance(extra, dict) and all(isinstance(v, str) for v in extra.values()),
             "[extra] must map names to SQL expressions", source, "extra")
 
+    let = data.get("let", {})
+    _expect(isinstance(let, dict), "[let] must map names to SQL expressions", source, "let")
+    for k, v in let.items():
+        _expect(k.isidentifier() and k.isascii(),
+                "a [let] name must be an identifier (letters, digits, _), used as l.<name>",
+                source, f"let.{k}")
+        _expect(isinstance(v, str) and v.strip() != "", "must be a SQL expression string",
+                source, f"let.{k}")
+
     read = data.get("read", {})
     _expect(isinstance(read, dict) and not (set(read) - READ_KEYS),
             f"[read] accepts {sorted(READ_KEYS)}", source, "read")
     wrappers = _str_list(read.get("wrappers", []), source, "read.wrappers")
+    nested = _nested_paths(read.get("nested", []), wrappers, source)
 
     sniff_raw = data.get("sniff", {})
     _expect(isinstance(sniff_raw, dict) and not (set(sniff_raw) - SNIFF_KEYS),
@@ -221,5 +255,37 @@ def mapping_from_dict(data: dict[str, Any], *, source: str, builtin: bool = Fals
         description=str(data.get("description", "")).strip(), source=source,
         record=record, columns=dict(columns), extra=dict(extra), sniff=sniff,
         wrappers=wrappers, rejects=tuple(rejects),
-        provides={k: str(v) for k, v in provides.items()}, builtin=builtin,
+        provides={k: str(v) for k, v in provides.items()}, builtin=builtin, nested=nested,
+        let=dict(let),
     )
+
+
+def _nested_paths(value: Any, wrappers: tuple[str, ...],
+                  source: str) -> tuple[tuple[str, ...], ...]:
+    """`[read] nested`: dotted paths of at least two levels, each level a JSON key."""
+    key = "read.nested"
+    paths = _str_list(value, source, key)
+    out: list[tuple[str, ...]] = []
+    for i, path in enumerate(paths):
+        where = f"{key}[{i}]"
+        levels = tuple(path.split("."))
+        _expect(len(levels) >= 2,
+                f"{path!r} has one level; a nested path names the outer array and the "
+                "array inside its elements, e.g. \"resourceSpans.scopeSpans.spans\" "
+                "(a single top-level array is `wrappers`)", source, where)
+        for level in levels:
+            _expect(bool(level) and all(ch.isalnum() or ch in "_-$@" for ch in level),
+                    f"{path!r}: level {level!r} must be a non-empty JSON key of letters, "
+                    "digits, _ - $ @ (levels are separated by dots)", source, where)
+        _expect(len(set(levels)) == len(levels),
+                f"{path!r} repeats a level; each level's element is stored under its name",
+                source, where)
+        _expect(NESTED_DOCUMENT_KEY not in levels,
+                f"{path!r}: {NESTED_DOCUMENT_KEY!r} is reserved for the document number",
+                source, where)
+        _expect(levels[0] not in wrappers,
+                f"{path!r} starts at {levels[0]!r}, which is also a wrapper key; a file "
+                "could be read either way", source, where)
+        _expect(levels not in out, f"{path!r} is listed twice", source, where)
+        out.append(levels)
+    return tuple(out)

@@ -1,4 +1,4 @@
-"""Recognise a file's container (JSON Lines, array, wrapper) and its format.
+"""Recognise a file's container (JSON Lines, array, wrapper, nested) and its format.
 
 Only the first records are looked at (a bounded prefix of the file), so sniffing costs the
 same for a 1 KB and a 10 GB log. Parsing those few records in Python is fine: the bulk of the
@@ -29,9 +29,10 @@ _WRAPPER_RE = re.compile(rb'^\s*\{\s*"([^"\\]{1,64})"\s*:\s*\[')
 
 @dataclass(frozen=True)
 class Sniffed:
-    container: str  # lines | array | wrapper
+    container: str  # lines | array | wrapper | nested
     wrapper_key: str | None
     records: list[Any]
+    nested_mode: str | None = None  # nested: "lines" (a document per line) | "document"
 
 
 def read_prefix(src: SourceFile, limit: int = PREFIX_BYTES) -> bytes:
@@ -70,7 +71,74 @@ def _elements_after_bracket(text: str, start: int) -> list[Any]:
     return out
 
 
-def sniff_container(prefix: bytes, wrappers: tuple[str, ...] = KNOWN_WRAPPERS) -> Sniffed:
+def nested_records(doc: Any, paths: tuple[tuple[str, ...], ...],
+                   limit: int = SAMPLE_RECORDS) -> list[dict[str, Any]]:
+    """The records the nested reader makes of one document (for sniffing: a few only)."""
+    out: list[dict[str, Any]] = []
+
+    def walk(node: Any, levels: tuple[str, ...], record: dict[str, Any]) -> None:
+        items = node.get(levels[0]) if isinstance(node, dict) else None
+        if not isinstance(items, list):
+            return
+        for item in items:
+            if len(out) >= limit:
+                return
+            if len(levels) == 1:
+                out.append({**record, levels[0]: item})
+            elif isinstance(item, dict):
+                outer = {k: v for k, v in item.items() if k != levels[1]}
+                walk(item, levels[1:], {**record, levels[0]: outer})
+
+    for path in paths:
+        walk(doc, path, {})
+    return out
+
+
+def _sniff_nested(prefix: bytes, text: str,
+                  paths: tuple[tuple[str, ...], ...]) -> Sniffed:
+    """A document per line (the collector's file exporter) or whole (pretty-printed) ones.
+
+    A document per line when the first line holds more than the opening brace (it names the
+    first key); then every line is read on its own and a broken one is one reject. A first
+    line longer than the prefix is still a document per line."""
+    body = prefix.lstrip()
+    first = body.split(b"\n", 1)[0].strip()
+    one_per_line = first.startswith(b"{") and len(first) > 1
+    records: list[Any] = []
+    if one_per_line:
+        for line in prefix.split(b"\n"):
+            if len(records) >= SAMPLE_RECORDS:
+                break
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            records.extend(nested_records(doc, paths, SAMPLE_RECORDS - len(records)))
+    else:
+        decoder = json.JSONDecoder()
+        pos = text.index("{")
+        while len(records) < SAMPLE_RECORDS:
+            try:
+                doc, pos = decoder.raw_decode(text, pos)
+            except ValueError:
+                break
+            records.extend(nested_records(doc, paths, SAMPLE_RECORDS - len(records)))
+            while pos < len(text) and text[pos] in " \t\r\n":
+                pos += 1
+            if pos >= len(text):
+                break
+    if not records:
+        # A document larger than the prefix: the first elements of an innermost array, alone.
+        for path in paths:
+            m = re.search(r'"' + re.escape(path[-1]) + r'"\s*:\s*\[', text)
+            if m:
+                records.extend({path[-1]: e} for e in _elements_after_bracket(text, m.end()))
+    return Sniffed("nested", None, records[:SAMPLE_RECORDS],
+                   "lines" if one_per_line else "document")
+
+
+def sniff_container(prefix: bytes, wrappers: tuple[str, ...] = KNOWN_WRAPPERS,
+                    nested: tuple[tuple[str, ...], ...] = ()) -> Sniffed:
     if prefix.startswith(_BOM):
         prefix = prefix[len(_BOM):]
     stripped = prefix.lstrip()
@@ -82,6 +150,9 @@ def sniff_container(prefix: bytes, wrappers: tuple[str, ...] = KNOWN_WRAPPERS) -
     m = _WRAPPER_RE.match(prefix)
     if m:
         key = m.group(1).decode("utf-8", errors="replace")
+        # nested envelopes first: their outer key must not be taken for a wrapper
+        if any(p[0] == key for p in nested):
+            return _sniff_nested(prefix, text, nested)
         if key in wrappers:
             return Sniffed("wrapper", key, _elements_after_bracket(text, len(
                 prefix[: m.end()].decode("utf-8", errors="replace"))))
@@ -109,6 +180,13 @@ def choose_format(records: list[Any], mappings: list[Mapping]) -> Mapping | None
         if best is None or key > best[:2]:
             best = (key[0], key[1], mapping)
     return None if best is None else best[2]
+
+
+def all_nested_paths(mappings: list[Mapping]) -> tuple[tuple[str, ...], ...]:
+    paths: list[tuple[str, ...]] = []
+    for m in mappings:
+        paths.extend(p for p in m.nested if p not in paths)
+    return tuple(paths)
 
 
 def all_wrapper_keys(mappings: list[Mapping]) -> tuple[str, ...]:
