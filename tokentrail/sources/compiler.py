@@ -64,6 +64,7 @@ class Reader:
     nested_paths: tuple[tuple[str, ...], ...] = ()
     nested_mode: str = "lines"  # "lines": one document per line | "document": JSON values
     nested_sql: str | None = None  # the records, once the outer levels are materialised
+    parallel: bool = True  # False: DuckDB's single-threaded CSV reader (see ingest._load)
 
     @property
     def passthrough(self) -> tuple[str, ...]:
@@ -95,6 +96,7 @@ class Reader:
         return (
             f"read_csv({lit(self.path)}, columns={{'raw': 'VARCHAR'}}, delim='\\0', quote='', "
             f"escape='', header=false, auto_detect=false, new_line='\\r\\n', "
+            + ("" if self.parallel else "parallel=false, ") +
             f"strict_mode=false, "
             f"compression={lit(self.compression)}, max_line_size={MAX_LINE_BYTES}, "
             f"buffer_size={2 * MAX_LINE_BYTES}, "
