@@ -259,3 +259,18 @@ def test_no_raw_token_from_free_text_reaches_the_case(tmp_path: Path) -> None:
     for secret in (jwt, refresh, jwt.split(".")[1]):
         assert secret not in text
         assert secret[:24].encode() not in blob
+
+
+def test_a_graph_page_with_odata_keys_first_is_read(tmp_path: Path) -> None:
+    # What `GET /beta/auditLogs/signIns` returns: @odata.context (and a nextLink) before value.
+    page = json.loads((FIXTURES / "entra-signin" / "graph-api-signins.json").read_text())
+    doc = {"@odata.context": "https://graph.microsoft.com/beta/$metadata#auditLogs/signIns",
+           "@odata.nextLink": "https://graph.microsoft.com/beta/auditLogs/signIns?$skiptoken=x",
+           "value": page["value"]}
+    path = tmp_path / "signins-page.json"
+    path.write_text(json.dumps(doc, indent=1))
+    with Case() as c:
+        report = ingest(c, [str(path)])
+        f = report.files[0]
+        assert (f.format, f.container) == ("entra-signin", "wrapper")
+        assert f.events + f.rejects == len(page["value"]) and f.events > 0

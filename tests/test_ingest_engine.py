@@ -272,3 +272,20 @@ def test_gzip_bomb_is_refused_with_a_clear_message(case, tmp_path, monkeypatch):
     assert case.query("SELECT count(*) FROM events")[1] == [(0,)]
     monkeypatch.setenv("TOKENTRAIL_MAX_GZIP_RATIO", "100000")
     assert ingest(case, [str(bomb)]).events == 1  # an explicit opt-in reads it
+
+
+def test_several_json_arrays_in_one_file_are_all_read(case, tmp_path):
+    # HTTP log batches appended to one file, one JSON array per line (Kong http-log,
+    # webhook receivers): every element is a record, nothing after the first array is lost.
+    path = tmp_path / "batches.json"
+    path.write_text(json.dumps([envoy(1), envoy(2)]) + "\n" + json.dumps([envoy(3)]) + "\n"
+                    + json.dumps([envoy(4), envoy(5)]) + "\n")
+    report = ingest(case, [str(path)], format_name="envoy")
+    assert (report.events, report.rejects) == (5, 0)
+    bad = tmp_path / "trailing.json"
+    bad.write_text(json.dumps([envoy(1), envoy(2)]) + "\nnot json at all\n")
+    report = ingest(case, [str(bad)], format_name="envoy")
+    assert report.events == 2
+    _, rej = case.query("select reason from rejects where source_id = ?",
+                        [report.files[0].source_id])
+    assert rej == [("unreadable content after record 2; the rest is lost",)]

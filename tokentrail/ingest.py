@@ -156,7 +156,20 @@ def _salvage_document(src: SourceFile, workdir: str) -> tuple[str, int, str | No
                 reason = f"JSON array truncated after record {count}"
                 break
             if text[pos] == "]":
-                break
+                # More after the array? Another array (batches appended to one file, one per
+                # line) or another wrapper document: read on, never drop it silently.
+                pos += 1
+                while pos < n and text[pos] in " \t\r\n,}":
+                    pos += 1
+                if pos >= n:
+                    break
+                nxt = text.find("[", pos) if text[pos] == "{" else (pos if text[pos] == "[" else -1)
+                if nxt < 0:
+                    reason = (damage + "; " if damage else "") + (
+                        f"unreadable content after record {count}; the rest is lost")
+                    break
+                pos = nxt + 1
+                continue
             try:
                 value, pos = decoder.raw_decode(text, pos)
             except ValueError:

@@ -24,6 +24,9 @@ PREFIX_BYTES = 512 * 1024
 SAMPLE_RECORDS = 50
 KNOWN_WRAPPERS = ("Records", "records", "value")
 _BOM = b"\xef\xbb\xbf"
+# A Microsoft Graph page: {"@odata.context": "...", ["@odata.nextLink": "...",] "value": [...]}
+_ODATA_RE = re.compile(
+    rb'^\s*\{\s*(?:"@odata\.[A-Za-z]{1,32}"\s*:\s*"(?:[^"\\]|\\.){0,2048}"\s*,\s*){1,4}"(value)"\s*:\s*\[')
 _WRAPPER_RE = re.compile(rb'^\s*\{\s*"([^"\\]{1,64})"\s*:\s*\[')
 
 
@@ -147,7 +150,7 @@ def sniff_container(prefix: bytes, wrappers: tuple[str, ...] = KNOWN_WRAPPERS,
     text = prefix.decode("utf-8", errors="replace")
     if stripped[:1] == b"[":
         return Sniffed("array", None, _elements_after_bracket(text, text.index("[") + 1))
-    m = _WRAPPER_RE.match(prefix)
+    m = _WRAPPER_RE.match(prefix) or _ODATA_RE.match(prefix)
     if m:
         key = m.group(1).decode("utf-8", errors="replace")
         # nested envelopes first: their outer key must not be taken for a wrapper
