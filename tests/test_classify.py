@@ -89,6 +89,23 @@ def test_same_trace_to_a_different_api_is_not_a_relay(tmp_path):
     assert cls == "forwarded" and any("mcp_passthrough" in r for r in reasons)
 
 
+def test_ids_the_client_chooses_do_not_make_a_replay_look_like_a_hop(tmp_path):
+    # A thief replays the token seconds later from outside, copying the request id and the
+    # traceparent (both client-supplied): not a relay. A second internal presenter in the same
+    # trace with its own request id is another request, not a relay either.
+    got = classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="coder", workload="client:coder"),
+        ev("00:05", "use", "t1", client_id="coder", peer_spiffe=CODER, request_id="r-1",
+           trace_id="tr-1", path="/v1/repos"),
+        ev("00:09", "use", "t1", src_ip="203.0.113.66", user_agent="curl/8", request_id="r-1",
+           trace_id="tr-1", path="/v1/repos"),
+        ev("00:10", "use", "t1", peer_spiffe=ORCH, request_id="r-2", trace_id="tr-1",
+           path="/v1/repos"),
+    ])
+    assert got[("t1", "ip:203.0.113.66/curl")][0] == "stolen"
+    assert got[("t1", ORCH)][0] == "forwarded"
+
+
 def test_internal_holder_without_exchange_is_forwarded(tmp_path):
     got = classes(tmp_path, [
         ev("00:00", "issue", "t1", client_id="orchestrator", workload="client:orchestrator"),

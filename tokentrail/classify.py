@@ -237,7 +237,9 @@ SELECT * EXCLUDE (_d),
                          THEN 'issued to ' || intended_holder_id ELSE 'issuance not seen' END,
                     CASE WHEN t_actor IS NULL THEN 'act claim absent' ELSE 'act.sub ' || t_actor END,
                     CASE WHEN relayed AND _d[1] <> 'transport' THEN 'same request also presented by ' || relayed_from END,
-                    CASE WHEN forward_subtype IS NOT NULL AND _d[1] = 'forwarded' THEN 'subtype ' || forward_subtype END],
+                    CASE WHEN forward_subtype IS NOT NULL AND _d[1] = 'forwarded' THEN 'subtype ' || forward_subtype END,
+                    CASE WHEN len(holder_evidence) > 0
+                         THEN 'holder named by ' || array_to_string(holder_evidence, ', ') END],
                    lambda x: x IS NOT NULL) AS reasons
 FROM decided
 """

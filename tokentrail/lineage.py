@@ -100,7 +100,10 @@ WITH p AS (
            e.trace_id, e.path, e.resource, e.src_ip, e.user_agent, e.auth_scheme, e.format,
            e.proof_jkt, e.proof_jti, e.peer_x5t,
            t.exp AS t_exp, t.revoked_at AS t_revoked_at, t.cnf_jkt AS t_cnf_jkt,
-           t.cnf_x5t AS t_cnf_x5t
+           t.cnf_x5t AS t_cnf_x5t,
+           -- Request and trace ids come from the client: only a presenter that can be a hop
+           -- inside the network (an identity, or a private address) is taken for a relay.
+           (e.holder_tier <> 'network' OR tt_private_ip(e.src_ip)) AS hop_capable
     FROM events e JOIN tokens t USING (token_key)
     WHERE e.kind IN {PRESENTATION_KINDS} AND e.holder_id IS NOT NULL
 ), relay_pairs AS (
@@ -109,12 +112,14 @@ WITH p AS (
     SELECT a.event_id, b.holder_id AS relayed_from
     FROM p a JOIN p b ON a.token_key = b.token_key AND a.request_id = b.request_id
     WHERE a.holder_id <> b.holder_id AND (a.path = b.path OR a.resource = b.resource)
-      AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND
+      AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND AND a.hop_capable
     UNION ALL
+    -- the same trace is the same request only when the request ids do not say otherwise
     SELECT a.event_id, b.holder_id
     FROM p a JOIN p b ON a.token_key = b.token_key AND a.trace_id = b.trace_id
     WHERE a.holder_id <> b.holder_id AND (a.path = b.path OR a.resource = b.resource)
-      AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND
+      AND (a.request_id IS NULL OR b.request_id IS NULL OR a.request_id = b.request_id)
+      AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND AND a.hop_capable
 ), relayed AS (
     SELECT event_id, true AS relayed, any_value(relayed_from) AS relayed_from
     FROM relay_pairs GROUP BY event_id

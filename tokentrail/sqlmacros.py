@@ -118,6 +118,14 @@ MACROS: tuple[tuple[str, str, str], ...] = (
      "WHEN contains(v, ':') AND length(v) - length(replace(v, ':', '')) = 1 "
      "THEN split_part(trim(v), ':', 1) "
      "ELSE trim(v) END)"),
+    # A private, loopback or link-local address (RFC 1918, RFC 4193, RFC 3927): where a hop
+    # inside the network sits. Same prefixes as classify._PRIVATE_PREFIXES.
+    ("tt_private_ip", "ip",
+     "coalesce(starts_with(ip, '10.') OR starts_with(ip, '192.168.') OR starts_with(ip, '127.') "
+     "OR starts_with(ip, '169.254.') OR starts_with(lower(ip), 'fc') "
+     "OR starts_with(lower(ip), 'fd') OR starts_with(lower(ip), 'fe80:') OR ip = '::1' "
+     "OR (starts_with(ip, '172.') AND TRY_CAST(split_part(ip, '.', 2) AS INTEGER) "
+     "BETWEEN 16 AND 31), false)"),
     # The first address of an X-Forwarded-For style list.
     ("tt_first_ip", "v", "tt_ip(split_part(v, ',', 1))"),
     # A user agent's product name without version ("python-requests/2.31" -> python-requests).
