@@ -67,3 +67,19 @@ def case_text(case: Case) -> str:
     """Everything stored from the logs, as text, for secret searches."""
     return "\n".join(str(case.con.execute(f"select * from {t}").fetchall())
                      for t in ("events", "rejects", "sources"))
+
+
+def sniffed_format(path: Path) -> str | None:
+    """The built-in format ingest would pick for a file, from its first bytes."""
+    import gzip
+
+    from tokentrail.sources import sniff as sniffing
+    from tokentrail.sources.registry import builtin_mappings
+
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    mappings = list(builtin_mappings())
+    sniffed = sniffing.sniff_container(data[:sniffing.PREFIX_BYTES],
+                                       sniffing.all_wrapper_keys(mappings),
+                                       sniffing.all_nested_paths(mappings))
+    chosen = sniffing.choose_format(sniffed.records, mappings)
+    return chosen.name if chosen else None

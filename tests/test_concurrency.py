@@ -12,10 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import write_jsonl
 from test_ingest_engine import envoy
 
 from tokentrail import Case
+from tokentrail.errors import CaseError
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -56,6 +58,8 @@ def test_a_held_case_is_waited_for_then_refused_clearly(tmp_path: Path) -> None:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(CaseError, match="open in another process"):
+            Case(db)  # the library does not wait unless asked to
         refused = _cli("ingest", str(log), "--db", str(db), "-q",
                        env=_env(TOKENTRAIL_LOCK_WAIT="1"))
         out, err = refused.communicate(timeout=60)

@@ -10,7 +10,6 @@ failures, a record of another category and a cut-short line.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import tomllib
 import uuid
@@ -20,11 +19,11 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURES, REPO, case_text, events_by_line, make_jwt, write_jsonl
+from conftest import sniffed_format as _sniff
 
 from tokentrail import Case
 from tokentrail.ingest import IngestReport, ingest
-from tokentrail.sources import sniff as sniffing
-from tokentrail.sources.registry import FORMATS_DIR, builtin_mappings
+from tokentrail.sources.registry import FORMATS_DIR
 
 DIR = FIXTURES / "entra-signin"
 PAGE = DIR / "graph-api-signins.json"
@@ -91,18 +90,6 @@ def test_every_envelope_is_sniffed_as_entra_signin(loaded: tuple[Case, IngestRep
         ("entra-signin", "array"), ("entra-signin", "lines")]
     assert [(f.events, f.rejects) for f in report.files] == [
         (3, 0), (2, 2), (3, 0), (3, 0), (3, 0)]
-
-
-def _sniff(path: Path) -> str | None:
-    """The format ingest would pick for a file, from its first bytes."""
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    mappings = list(builtin_mappings())
-    containers: list[Any] = [sniffing.all_wrapper_keys(mappings)]
-    if hasattr(sniffing, "all_nested_paths"):  # nested envelopes, where the engine has them
-        containers.append(sniffing.all_nested_paths(mappings))
-    sniffed = sniffing.sniff_container(data[:sniffing.PREFIX_BYTES], *containers)
-    chosen = sniffing.choose_format(sniffed.records, mappings)
-    return chosen.name if chosen else None
 
 
 def test_sniffing_is_specific() -> None:

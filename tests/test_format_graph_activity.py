@@ -9,7 +9,6 @@ MicrosoftGraphActivityLogs schema (README there), continuing tests/fixtures/entr
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import uuid
 from collections.abc import Iterator
@@ -18,12 +17,11 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURES, REPO, case_text, events_by_line, make_jwt, write_jsonl
+from conftest import sniffed_format as _sniff
 
 from tokentrail import Case
 from tokentrail.analyse import Analysis, analyse
 from tokentrail.ingest import IngestReport, ingest
-from tokentrail.sources import sniff as sniffing
-from tokentrail.sources.registry import builtin_mappings
 
 DIR = FIXTURES / "graph-activity"
 STORAGE = DIR / "diagnostic-storage.jsonl"
@@ -97,18 +95,6 @@ def test_every_envelope_is_sniffed_as_graph_activity(
     }
     assert {f.format for f in scanned[1].files if Path(f.name).parent == SIGNINS} == {
         "entra-signin"}
-
-
-def _sniff(path: Path) -> str | None:
-    """The format ingest would pick for a file, from its first bytes."""
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    mappings = list(builtin_mappings())
-    containers: list[Any] = [sniffing.all_wrapper_keys(mappings)]
-    if hasattr(sniffing, "all_nested_paths"):  # nested envelopes, where the engine has them
-        containers.append(sniffing.all_nested_paths(mappings))
-    sniffed = sniffing.sniff_container(data[:sniffing.PREFIX_BYTES], *containers)
-    chosen = sniffing.choose_format(sniffed.records, mappings)
-    return chosen.name if chosen else None
 
 
 def test_sniffing_is_specific() -> None:
