@@ -1,4 +1,7 @@
-"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s typing`."""
+"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s typing`.
+
+`nox -s tests` includes the Spark engine tests (pyspark from PyPI; they skip with a reason
+when no Java runtime is found); `nox -s tests -- -m "not spark"` leaves them out."""
 
 import nox
 
@@ -7,7 +10,7 @@ nox.options.sessions = ["tests", "lint", "typing"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,spark]")
     session.run("python", "-m", "pytest", "-q", *session.posargs)
 
 

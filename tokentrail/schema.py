@@ -10,7 +10,8 @@ from __future__ import annotations
 EVENT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("event_id", "VARCHAR", "stable id: <source_id>:<line>"),
     ("source_id", "VARCHAR", "the file this record came from (sources.source_id)"),
-    ("line", "BIGINT", "line in the file (JSON Lines) or record number (JSON array, wrapper, nested envelope)"),
+    ("line", "BIGINT",
+     "line in the file (JSON Lines) or record number (JSON array, wrapper, nested envelope)"),
     ("ts", "TIMESTAMPTZ", "when it happened, UTC"),
     ("format", "VARCHAR", "the mapping that read it"),
     ("kind", "VARCHAR", "issue exchange refresh revoke use introspect login other; deny = a "

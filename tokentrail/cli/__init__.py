@@ -15,6 +15,7 @@ from .. import __version__
 from ..errors import ExitCode, TokentrailError
 from ..output import sanitize_terminal
 from ..redact import redact_text
+from .export_cmd import export_cmd
 from .formats_cmd import formats_cmd
 from .ingest_cmd import ingest_cmd
 from .query_cmd import query_cmd
@@ -33,6 +34,8 @@ Examples:
   tokentrail report --db case.duckdb --html report.html
   tokentrail query "select * from v_token_holders where holders > 1"
   zcat trail.json.gz | tokentrail ingest - --format cloudtrail
+  tokentrail export --parquet lake/ --db case.duckdb   # Parquet, partitioned by day
+  tokentrail scan --engine spark --lake lake/          # the same rules on Spark
 
 \b
 Exit codes:
@@ -88,3 +91,4 @@ main.add_command(holders_cmd)
 main.add_command(rules_cmd)
 main.add_command(report_cmd)
 main.add_command(trace_cmd)
+main.add_command(export_cmd)

@@ -58,9 +58,24 @@ def lock_wait_seconds() -> float:
         raise click.UsageError(f"TOKENTRAIL_LOCK_WAIT must be a number of seconds, not {raw!r}") from None
 
 
+# Commands that may analyse a Parquet lake in an in-memory working copy (the lake itself is
+# never written); any other command that writes refuses a lake.
+LAKE_ANALYSE_COMMANDS = ("scan", "tokens", "holders", "trace", "report", "export")
+
+
 def open_case(path: str | None, *, read_only: bool = False) -> Case:
     """The case a command works on; waits (saying so on stderr) while another process
-    holds it, up to $TOKENTRAIL_LOCK_WAIT seconds."""
+    holds it, up to $TOKENTRAIL_LOCK_WAIT seconds. A folder or URL is a Parquet lake
+    (`tokentrail export --parquet`): read-only in place, or a working copy for analysis."""
+    from ..lake import is_lake, open_lake
+
+    if path and is_lake(path):
+        command = click.get_current_context(silent=True)
+        name = command.info_name if command is not None else None
+        if not read_only and name not in LAKE_ANALYSE_COMMANDS:
+            raise click.UsageError(f"{path} is a Parquet lake, which is read-only: "
+                                   f"`tokentrail {name}` needs a case file (--db FILE)")
+        return open_lake(path, read_only=read_only)
     wait = lock_wait_seconds()
     return Case(path, read_only=read_only, wait=wait,
                 on_wait=lambda: say(f"waiting up to {wait:g} s for case {path}: "
@@ -69,7 +84,8 @@ def open_case(path: str | None, *, read_only: bool = False) -> Case:
 
 db_option = click.option(
     "--db", "db", metavar="FILE", envvar="TOKENTRAIL_DB", show_envvar=True,
-    help="Case database (default: $TOKENTRAIL_DB, else ./tokentrail.duckdb).",
+    help="Case database (default: $TOKENTRAIL_DB, else ./tokentrail.duckdb), or a Parquet lake "
+         "folder or URL written by `tokentrail export --parquet` (read in place).",
 )
 
 

@@ -12,10 +12,12 @@ from rich.table import Table
 
 from ..analyse import analyse
 from ..case import MEMORY, resolve_db_path
+from ..engines import ENGINES
 from ..errors import ExitCode, InputError, UsageError
 from ..export import ocsf_findings, sarif_log
 from ..findings import baseline_json, load_baseline
 from ..ingest import Ingestor
+from ..lake import is_lake
 from ..output import cell_text, write_rows
 from ..results import FINDING_CSV_COLUMNS, finding_rows, scan_payload
 from ..rules import load_rules
@@ -32,6 +34,15 @@ Examples:
   tokentrail scan --db case.duckdb                   # re-analyse an existing case
   tokentrail scan logs/ --baseline known.json        # only findings not in the baseline
   tokentrail scan logs/ --write-baseline known.json
+  tokentrail scan --lake lake/                       # a Parquet lake, DuckDB engine
+  tokentrail scan --engine spark --lake lake/        # the same on Spark, local[*]
+  tokentrail scan --engine spark --lake s3a://bucket/case --spark-master spark://head:7077 \\
+      --spark-conf spark.executor.memory=8g
+
+\b
+Engines: duckdb (default) runs in this process; spark (pip install 'tokentrail[spark]', Java
+17+) runs the same lineage, classification and rule SQL, transpiled, over a lake and writes
+the same findings (same ids).
 
 \b
 Exit codes: 0 no finding at or above --fail-on; 1 findings at or above it; 2 usage error;
@@ -55,11 +66,20 @@ Exit codes: 0 no finding at or above --fail-on; 1 findings at or above it; 2 usa
               show_default=True, help="Exit 1 when a finding is at or above this severity.")
 @click.option("--baseline", metavar="FILE", help="Suppress findings whose id is listed in FILE.")
 @click.option("--write-baseline", metavar="FILE", help="Write the ids of this scan's findings to FILE.")
+@click.option("--engine", type=click.Choice(ENGINES), default="duckdb", show_default=True,
+              help="Where lineage, classification and the rules run; spark needs --lake.")
+@click.option("--lake", "lake", metavar="DIR|URL",
+              help="A Parquet lake written by `tokentrail export --parquet` (folder or object-store URL).")
+@click.option("--spark-master", default="local[*]", show_default=True, metavar="URL",
+              help="Spark master for --engine spark: local[N], spark://host:7077, yarn, k8s://...")
+@click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
+              help="A Spark setting for --engine spark (repeatable), e.g. spark.executor.memory=8g.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")
 def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
              mapping_file: str | None, policy_file: str | None, rules_dirs: tuple[str, ...],
              fmt: str, output: str, fail_on: str, baseline: str | None,
-             write_baseline: str | None, quiet: bool) -> None:
+             write_baseline: str | None, engine: str, lake: str | None, spark_master: str,
+             spark_conf: tuple[str, ...], quiet: bool) -> None:
     """Classify who held every token and report the findings of every rule.
 
     Each (token, holder) pair is classified owner, delegate, transport, forwarded, stolen,
@@ -68,11 +88,26 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
     """
     if baseline and write_baseline and Path(baseline).resolve() == Path(write_baseline).resolve():
         raise UsageError("--baseline and --write-baseline name the same file")
+    if lake and (paths or db):
+        raise UsageError("--lake scans a Parquet lake: give no log paths and no --db with it")
+    if engine == "spark" and not lake:
+        raise UsageError("--engine spark runs over a Parquet lake: pass --lake DIR|URL (write one "
+                         "with `tokentrail export --parquet DIR`)")
+    conf = _spark_conf(spark_conf)
     rules = load_rules(rules_dirs)
     policy = load_policy_option(policy_file)
     suppressed = load_baseline(baseline) if baseline else set()
-    db_path = db if db else (MEMORY if paths else resolve_db_path(None))
-    if not paths and db_path != MEMORY and not Path(db_path).exists():
+    if engine == "spark":
+        from ..engines.spark import scan_lake
+
+        assert lake is not None
+        result = scan_lake(lake, master=spark_master, conf=conf, policy=policy, rules=rules,
+                           on_step=None if quiet else (lambda step: say(f"spark: {step}")))
+        _finish(result.findings, result.payload, suppressed, rules, fmt, output, fail_on,
+                write_baseline, quiet)
+        return
+    db_path = lake or (db if db else (MEMORY if paths else resolve_db_path(None)))
+    if not paths and db_path != MEMORY and not is_lake(db_path) and not Path(db_path).exists():
         raise InputError(f"no case database at {db_path}: give log paths to scan, or --db")
     with open_case(db_path) as case:
         if paths:
@@ -87,13 +122,31 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
             raise InputError("no usable events in the input: nothing was analysed "
                              "(see the messages above, or `tokentrail ingest` for details)")
         analysis = analyse(case.con, policy=policy, rules=rules)
-        findings = [f for f in analysis.findings if f.id not in suppressed]
-        payload = scan_payload(case.con, findings)
+        payload = scan_payload(case.con, analysis.findings)
+    _finish(analysis.findings, payload, suppressed, analysis.rules, fmt, output, fail_on,
+            write_baseline, quiet)
+
+
+def _spark_conf(pairs: tuple[str, ...]) -> dict[str, str]:
+    conf = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--spark-conf takes KEY=VALUE, not {pair!r}")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def _finish(all_findings: list[Any], payload: dict[str, Any], suppressed: set[str], rules: list[Any],
+            fmt: str, output: str, fail_on: str, write_baseline: str | None, quiet: bool) -> None:
+    """Baselines, output, summary and exit code: the same for every engine."""
+    findings = [f for f in all_findings if f.id not in suppressed]
+    payload = {**payload, "findings": [f for f in payload["findings"] if f["id"] not in suppressed]}
     if write_baseline:
-        Path(write_baseline).write_bytes(baseline_json(analysis.findings))
-    _emit(findings, payload, fmt, output, rules=analysis.rules)
+        Path(write_baseline).write_bytes(baseline_json(all_findings))
+    _emit(findings, payload, fmt, output, rules=rules)
     if not quiet:
-        hidden = len(analysis.findings) - len(findings)
+        hidden = len(all_findings) - len(findings)
         say(f"{len(findings)} finding(s)" + (f", {hidden} suppressed by baseline" if hidden else "")
             + f" from {len(rules)} rules over {payload['case']['events']} events")
     if fail_on != "none":
