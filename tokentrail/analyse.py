@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -11,6 +11,7 @@ from .findings import Finding
 from .lineage import build_lineage
 from .policy import Policy, holder_workload_sql, ip_in_network_sql
 from .rules import Rule, load_rules, run_rules
+from .rules.runner import RuleFailure
 
 SETTING_MACRO = (
     "CREATE OR REPLACE TEMP MACRO tt_setting(k, dflt) AS "
@@ -22,6 +23,7 @@ SETTING_MACRO = (
 class Analysis:
     findings: list[Finding]
     rules: list[Rule]
+    failed: list[RuleFailure] = field(default_factory=list)  # with keep_going only
 
 
 def install_policy(con: duckdb.DuckDBPyConnection, policy: Policy | None) -> PolicySQL:
@@ -42,10 +44,15 @@ def install_policy(con: duckdb.DuckDBPyConnection, policy: Policy | None) -> Pol
 
 
 def analyse(con: duckdb.DuckDBPyConnection, *, policy: Policy | None = None,
-            rules: list[Rule] | None = None) -> Analysis:
-    """Rebuild lineage, classify every (token, holder) pair, run the rules."""
+            rules: list[Rule] | None = None, keep_going: bool = False) -> Analysis:
+    """Rebuild lineage, classify every (token, holder) pair, run the rules.
+
+    A rule that fails raises RuleError (after the others ran); with keep_going the failed
+    rules are listed in `Analysis.failed` and the other rules' findings returned."""
     policy_sql = install_policy(con, policy)
     build_lineage(con)
     classify(con, policy_sql)
     rules = load_rules() if rules is None else rules
-    return Analysis(findings=run_rules(con, rules), rules=rules)
+    failed: list[RuleFailure] | None = [] if keep_going else None
+    findings = run_rules(con, rules, failed)
+    return Analysis(findings=findings, rules=rules, failed=failed or [])

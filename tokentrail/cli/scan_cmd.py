@@ -22,6 +22,7 @@ from ..output import cell_text, write_rows
 from ..results import FINDING_CSV_COLUMNS, finding_rows, scan_payload
 from ..rules import load_rules
 from ..rules.model import SEVERITIES
+from ..rules.runner import failed_rules_error
 from .common import console_for, load_policy_option, open_case, open_output, policy_option, progress_bar, say
 
 SCAN_FORMATS = ("table", "json", "jsonl", "csv", "sarif", "ocsf")
@@ -46,7 +47,9 @@ the same findings (same ids).
 
 \b
 Exit codes: 0 no finding at or above --fail-on; 1 findings at or above it; 2 usage error;
-3 input error (unreadable input, no usable events, bad policy or rule).
+3 input error (unreadable input, no usable events, bad policy or rule; a rule whose SQL
+fails, e.g. out of memory: the other rules' findings are still written, the failed rules
+are named on stderr; TOKENTRAIL_MEMORY_LIMIT gives DuckDB more memory).
 """)
 @click.argument("paths", nargs=-1, metavar="[PATH...]")
 @click.option("--db", "db", metavar="FILE",
@@ -121,10 +124,21 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
         if not events or not events[0]:
             raise InputError("no usable events in the input: nothing was analysed "
                              "(see the messages above, or `tokentrail ingest` for details)")
-        analysis = analyse(case.con, policy=policy, rules=rules)
+        analysis = analyse(case.con, policy=policy, rules=rules, keep_going=True)
         payload = scan_payload(case.con, analysis.findings)
-    _finish(analysis.findings, payload, suppressed, analysis.rules, fmt, output, fail_on,
-            write_baseline, quiet)
+    if not analysis.failed:
+        _finish(analysis.findings, payload, suppressed, analysis.rules, fmt, output, fail_on,
+                write_baseline, quiet)
+        return
+    # The other rules' findings are still written; then each failed rule's error, exit 3.
+    try:
+        _finish(analysis.findings, payload, suppressed, analysis.rules, fmt, output, fail_on,
+                write_baseline, quiet)
+    except SystemExit:
+        pass
+    for failure in analysis.failed:
+        say(f"error: {failure}")
+    raise failed_rules_error(analysis.failed)
 
 
 def _spark_conf(pairs: tuple[str, ...]) -> dict[str, str]:

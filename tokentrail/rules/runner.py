@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -20,14 +21,41 @@ CREATE OR REPLACE TABLE findings (
 MAX_EVIDENCE = 20
 
 
+MEMORY_HINT = ("out of memory under the case's memory limit; set TOKENTRAIL_MEMORY_LIMIT "
+               "(e.g. 8GB) to give DuckDB more")
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """A rule whose SQL failed; the other rules' findings stand."""
+
+    rule: str
+    source: str
+    message: str  # token-redacted
+
+    def __str__(self) -> str:
+        return f"{self.source}: sql: {self.message}"
+
+
 def _hits(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[dict[str, Any]]:
     cols = ", ".join(HIT_COLUMNS)
     try:
         cur = con.execute(f"SELECT {cols} FROM ({rule.sql}) ORDER BY token_key, holder_id")
+        rows = cur.fetchall()
     except duckdb.Error as exc:
-        first = str(exc).splitlines()[0]
-        raise RuleError(f"rule SQL failed: {redact_text(first)}", file=rule.source, key="sql") from None
-    return [dict(zip(HIT_COLUMNS, row, strict=True)) for row in cur.fetchall()]
+        first = redact_text(str(exc).splitlines()[0] if str(exc) else repr(exc))
+        if isinstance(exc, duckdb.OutOfMemoryException) or "out of memory" in first.lower():
+            first += f" ({MEMORY_HINT})"
+        raise RuleError(f"rule SQL failed: {first}", file=rule.source, key="sql") from None
+    return [dict(zip(HIT_COLUMNS, row, strict=True)) for row in rows]
+
+
+def failed_rules_error(failures: list[RuleFailure]) -> RuleError:
+    """One error naming every failed rule (exit 3)."""
+    names = ", ".join(f.rule for f in failures)
+    memory = any(MEMORY_HINT in f.message for f in failures)
+    return RuleError(f"{len(failures)} rule(s) failed: {names}; the other rules ran"
+                     + (f"; {MEMORY_HINT}" if memory else ""))
 
 
 def _lookups(con: duckdb.DuckDBPyConnection, hits: list[dict[str, Any]]) -> tuple[
@@ -73,11 +101,29 @@ def _lookups(con: duckdb.DuckDBPyConnection, hits: list[dict[str, Any]]) -> tupl
     return tokens, pairs, tiers, evidence
 
 
-def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[Finding]:
-    """Every rule's hits as findings, most severe first; stored in the `findings` table."""
+def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule],
+              failures: list[RuleFailure] | None = None) -> list[Finding]:
+    """Every rule's hits as findings, most severe first; stored in the `findings` table.
+
+    Each rule runs on its own: one that fails (bad SQL, out of memory) does not stop the
+    others. With a `failures` list the failed rules are appended to it and the other rules'
+    findings returned; without one, a RuleError naming every failed rule is raised after all
+    rules ran (a single failed rule raises its own error, as before)."""
     con.execute(FINDINGS_DDL)
     out: list[Finding] = []
-    all_hits = [(rule, hit) for rule in rules for hit in _hits(con, rule)]
+    all_hits: list[tuple[Rule, dict[str, Any]]] = []
+    failed: list[tuple[RuleFailure, RuleError]] = []
+    for rule in rules:
+        try:
+            all_hits.extend((rule, hit) for hit in _hits(con, rule))
+        except RuleError as exc:
+            failed.append((RuleFailure(rule.id, rule.source, exc.message), exc))
+    if failed and failures is None:
+        if len(failed) == 1:
+            raise failed[0][1]
+        raise failed_rules_error([f for f, _ in failed])
+    if failures is not None:
+        failures.extend(f for f, _ in failed)
     tokens, pairs, tiers, evidence = _lookups(con, [hit for _, hit in all_hits])
     rows = []
     for rule, hit in all_hits:
