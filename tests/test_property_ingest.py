@@ -86,7 +86,8 @@ def mutated_line(draw: st.DrawFn, fmt: str) -> bytes:
                 deep = [deep]
             record[key] = deep
     line = json.dumps(record, ensure_ascii=draw(st.booleans())).encode()
-    damage = draw(st.sampled_from(["none", "none", "truncate", "utf8", "nul", "garbage", "crlf"]))
+    damage = draw(st.sampled_from(["none", "none", "truncate", "utf8", "nul", "garbage", "crlf",
+                                   "gzip_magic"]))
     if damage == "truncate":
         line = line[: draw(st.integers(1, max(1, len(line) - 1)))]
     elif damage == "utf8":
@@ -98,6 +99,8 @@ def mutated_line(draw: st.DrawFn, fmt: str) -> bytes:
         line = draw(st.binary(min_size=1, max_size=200)).replace(b"\n", b" ").replace(b"\r", b" ")
     elif damage == "crlf":
         line += b"\r"
+    elif damage == "gzip_magic":  # the two gzip magic bytes, alone or before some text:
+        line = b"\x1f\x8b" + line[: draw(st.integers(0, len(line)))]  # first line = "a .gz"
     return line
 
 
@@ -123,6 +126,18 @@ def test_mutated_records_are_each_one_event_or_one_reject(tmp_path_factory, data
         events, rejects = (case.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                            for t in ("events", "rejects"))
     assert events + rejects == _records_in(lines), (fmt, f.message)
+
+
+def test_a_file_of_only_the_gzip_magic_bytes_is_one_reject(case, tmp_path):
+    path = tmp_path / "stub.jsonl.gz"
+    path.write_bytes(b"\x1f\x8b")  # what a crashed shipper leaves: the gzip header's start
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(SEEDS["envoy"][0]) + "\n")
+    report = ingest(case, [str(path), str(good)], format_name="envoy")
+    stub, ok = report.files
+    assert (stub.status, stub.events, stub.rejects) == ("empty", 0, 1), stub.message
+    assert (ok.status, ok.events) == ("ingested", 1)
+    assert case.con.execute("SELECT line FROM rejects").fetchall() == [(1,)]
 
 
 def test_a_10_mb_line_is_one_record(case, tmp_path):

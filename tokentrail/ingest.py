@@ -33,7 +33,7 @@ from .sources.compiler import (
     nested_plan,
     stage_sql,
 )
-from .sources.discover import SourceFile, expand
+from .sources.discover import LineCounter, SourceFile, expand
 from .sources.mapping import Mapping, load_mapping
 from .sources.registry import builtin_mappings, get_mapping
 from .sources.sniff import (
@@ -243,6 +243,30 @@ def _gzip_bomb(src: SourceFile) -> str | None:
     return None
 
 
+def _plain_despite_magic(src: SourceFile) -> SourceFile:
+    """A file that starts with the two gzip magic bytes but from which nothing decompresses
+    (a stub of those bytes alone, a text line that happens to begin with them) is read as the
+    plain text it is: each of its lines is a record or a reject, instead of the whole file
+    failing. A gzip that yields any data keeps the gzip path (and its salvage)."""
+    import zlib
+
+    if not src.gzip:
+        return src
+    with open(src.path, "rb") as fh:
+        data = fh.read(1 << 16)
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        if inflater.decompress(data, 1) or inflater.eof or len(data) == 1 << 16:
+            return src
+    except zlib.error:
+        pass
+    counter = LineCounter()
+    with open(src.path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            counter.update(chunk)
+    return replace(src, gzip=False, lines=counter.lines)
+
+
 def _read_damaged(src: SourceFile) -> tuple[bytes, str | None]:
     """All bytes that can be read; for a damaged gzip, everything that decompressed before
     the damage (a streaming inflater keeps output a whole-chunk reader would drop)."""
@@ -347,6 +371,7 @@ class Ingestor:
         if src.size == 0:
             result.status, result.message = "empty", "file is empty"
             return result
+        src = _plain_despite_magic(src)
         bomb = _gzip_bomb(src)
         if bomb:
             result.status, result.message = "failed", bomb
