@@ -89,3 +89,25 @@ def test_a_failing_rule_reports_itself_and_the_others_findings_are_still_written
     assert "X2.toml: sql: rule SQL failed:" in err and "this rule is broken" in err
     assert "2 rule(s) failed: X1, X2" in err
     assert "Traceback" not in err
+
+
+def test_memory_limit_comes_from_the_machine_unless_the_environment_names_one(monkeypatch):
+    import os
+
+    from tokentrail.case import Case
+
+    monkeypatch.delenv("TOKENTRAIL_MEMORY_LIMIT", raising=False)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with Case() as c:
+        got = c.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    mib = _mib(got)
+    assert 500 <= mib <= 4096 and mib <= ram / 2**20 / 2 + 512, got
+    monkeypatch.setenv("TOKENTRAIL_MEMORY_LIMIT", "300MB")
+    with Case() as c:
+        assert 280 <= _mib(c.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]) <= 300
+
+
+def _mib(setting: str) -> float:
+    """DuckDB shows the limit as '3.8 GiB' / '286.1 MiB'."""
+    value, unit = setting.split()
+    return float(value) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]

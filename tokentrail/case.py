@@ -27,7 +27,29 @@ from .sqlmacros import install_macros
 from .views import create_views_sql
 
 DEFAULT_DB = "tokentrail.duckdb"
-DEFAULT_MEMORY_LIMIT = "768MB"
+MEMORY_LIMIT_CAP = 4 << 30  # half of RAM, at most 4 GiB: room for joins without spilling
+MEMORY_LIMIT_FLOOR = 512 << 20
+FALLBACK_MEMORY_LIMIT = "768MB"  # when the machine's memory cannot be read
+
+
+def default_memory_limit() -> str:
+    """DuckDB's memory_limit when TOKENTRAIL_MEMORY_LIMIT is not set: half of the machine's
+    RAM (or of the container's cgroup limit, if lower), between 512 MiB and 4 GiB."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return FALLBACK_MEMORY_LIMIT
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as fh:
+            cap = fh.read().strip()
+        if cap.isdigit():
+            total = min(total, int(cap))
+    except OSError:
+        pass
+    if total <= 0:
+        return FALLBACK_MEMORY_LIMIT
+    limit = min(max(total // 2, MEMORY_LIMIT_FLOOR), MEMORY_LIMIT_CAP)
+    return f"{limit >> 20}MB"
 MEMORY = ":memory:"
 
 
@@ -82,11 +104,11 @@ class Case:
             raise CaseError(f"no case database at {self.path}; run `tokentrail ingest` first "
                             "or pass --db")
         # Bounded memory whatever the input size: DuckDB spills to a private temp folder
-        # instead of growing (DESIGN.md: peak memory <= 1 GiB).
+        # instead of growing, within a limit taken from the machine (default_memory_limit).
         self._spill = tempfile.mkdtemp(prefix="tokentrail-spill-")
         config: dict[str, Any] = {
-            "memory_limit": memory_limit or os.environ.get("TOKENTRAIL_MEMORY_LIMIT",
-                                                           DEFAULT_MEMORY_LIMIT),
+            "memory_limit": memory_limit or os.environ.get("TOKENTRAIL_MEMORY_LIMIT")
+            or default_memory_limit(),
             "temp_directory": self._spill,
         }
         try:
