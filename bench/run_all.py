@@ -6,7 +6,8 @@
 
 Runs, one after the other (each measures its own children; see their docstrings):
 
-  bench_ingest.py  tokentrail ingest       vs  raw DuckDB read_json of the same file
+  bench_ingest.py  tokentrail ingest       vs  raw DuckDB read_json CTAS of the same file,
+                   then tokentrail scan of that case vs its ingest (--scan)
   bench_scan.py    tokentrail scan         vs  tokentrail ingest of the same case
   bench_pandas.py  tokentrail scan (all)   vs  a straightforward pandas forwarding detection
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        ing = _run("bench_ingest.py", args.events, t / "ingest.json")
+        ing = _run("bench_ingest.py", args.events, t / "ingest.json", "--scan")
         scan = _run("bench_scan.py", args.events, t / "scan.json", "--no-split")
         pdx = _run("bench_pandas.py", args.events, t / "pandas.json")
 
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
          sec(ing["tokentrail_s"]), "DuckDB `read_json` into a table", sec(ing["baseline_s"]),
          f"{float(ing['ratio']):.2f}", mib(ing["tokentrail_rss_mib"]),
          mib(ing["baseline_rss_mib"])),
+        ("scan of that ingested Envoy case (every rule)", f"{int(ing['events']):,} events",
+         sec(ing["scan_s"]), "its tokentrail ingest", sec(ing["tokentrail_s"]),
+         f"{float(ing['scan_s']) / float(ing['tokentrail_s']):.2f}", mib(ing["scan_rss_mib"]),
+         mib(ing["tokentrail_rss_mib"])),
         ("scan (lineage, classify, 17 rules)", f"{int(scan['events']):,} events",
          sec(scan["scan_s"]), "tokentrail ingest of the same case", sec(scan["ingest_s"]),
          f"{float(scan['ratio']):.2f}", mib(scan["scan_rss_mib"]),
@@ -75,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * len(head))
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    print(f"\ningest: {int(ing['events']) / float(ing['tokentrail_s']):,.0f} events/s "
+          f"(raw read_json {int(ing['events']) / float(ing['baseline_s']):,.0f} rows/s); "
+          f"case memory_limit {ing['memory_limit']}")
     print(f"\n{os.cpu_count()} CPUs, Python {platform.python_version()}; ratio = tokentrail / "
           "the other; scan findings: " + str(scan["findings"]) + f"; pandas flagged "
           f"{pdx['flagged_pairs']} (token, holder) pairs, tokentrail reported "
