@@ -19,6 +19,8 @@ CREATE OR REPLACE TABLE findings (
     last_seen TIMESTAMPTZ, count BIGINT, event_ids VARCHAR[], reasons VARCHAR[])
 """
 MAX_EVIDENCE = 20
+FINDING_TYPES = ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR",
+                 "VARCHAR", "TIMESTAMPTZ", "TIMESTAMPTZ", "BIGINT", "VARCHAR[]", "VARCHAR[]")
 
 
 MEMORY_HINT = ("out of memory under the case's memory limit; set TOKENTRAIL_MEMORY_LIMIT "
@@ -151,7 +153,11 @@ def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule],
         rows.append([f.id, f.rule, f.title, f.severity, f.classification, f.confidence, key,
                      holder_id, first, last, f.count, list(hit["event_ids"] or []), f.reasons])
     if rows:
-        con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        # One statement over column lists: executemany costs one statement per finding
+        # (measured: 68 s for 40,000 findings, against well under a second this way).
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        con.execute("INSERT INTO findings SELECT " + ", ".join(
+            f"unnest(?::{typ}[])" for typ in FINDING_TYPES), columns)
     order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
     out.sort(key=lambda f: (order[f.severity], f.rule, f.token.get("key") or "", f.holder["id"] or ""))
     return out
