@@ -159,3 +159,21 @@ def test_no_raw_token_in_case_file_rejects_or_any_output(tmp_path):
     q = runner.invoke(main, ["query", "select count(*) n from events where raw_token_logged",
                              "--db", str(db), "--format", "json"])
     assert json.loads(q.stdout)[0]["n"] >= 4
+
+
+def test_a_failed_rule_error_that_quotes_a_token_is_redacted(tmp_path):
+    """A rule's runtime error can quote the value it choked on (a cast of a log field):
+    the failed-rule report on stderr must not carry it."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "X9.toml").write_text(
+        'id = "X9"\ntitle = "t"\nseverity = "high"\nclassification = "unknown"\n'
+        'description = "d"\nsql = """SELECT token_key, holder_id, first_seen, last_seen, count, '
+        f"event_ids, reasons FROM token_holders WHERE CAST('{JWT}' AS INTEGER) = 1\"\"\"\n")
+    r = CliRunner().invoke(main, ["scan", str(Path(__file__).parent.parent / "sample-logs"
+                                              / "envoy-acme-gateway-access.jsonl"),
+                                  "--rules", str(rules), "--format", "json", "--fail-on", "none"],
+                           catch_exceptions=False)
+    assert r.exit_code == 3 and "X9" in r.stderr and "rule SQL failed" in r.stderr
+    assert JWT not in r.stderr and JWT not in r.stdout
+    assert JWT.split(".")[1] not in r.stderr
