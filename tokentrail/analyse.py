@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 
 from .classify import PolicySQL, classify
 from .findings import Finding
+from .incidents import Incident, build_incidents
 from .lineage import build_lineage
 from .policy import Policy, holder_workload_sql, ip_in_network_sql
 from .rules import Rule, load_rules, run_rules
@@ -22,6 +23,7 @@ SETTING_MACRO = (
 class Analysis:
     findings: list[Finding]
     rules: list[Rule]
+    incidents: list[Incident] = field(default_factory=list)
 
 
 def install_policy(con: duckdb.DuckDBPyConnection, policy: Policy | None) -> PolicySQL:
@@ -43,9 +45,11 @@ def install_policy(con: duckdb.DuckDBPyConnection, policy: Policy | None) -> Pol
 
 def analyse(con: duckdb.DuckDBPyConnection, *, policy: Policy | None = None,
             rules: list[Rule] | None = None) -> Analysis:
-    """Rebuild lineage, classify every (token, holder) pair, run the rules."""
+    """Rebuild lineage, classify every (token, holder) pair, run the rules, group the
+    findings into incidents."""
     policy_sql = install_policy(con, policy)
     build_lineage(con)
     classify(con, policy_sql)
     rules = load_rules() if rules is None else rules
-    return Analysis(findings=run_rules(con, rules), rules=rules)
+    findings = run_rules(con, rules)
+    return Analysis(findings=findings, rules=rules, incidents=build_incidents(con, findings))

@@ -37,6 +37,7 @@ class Finding:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     attack: list[str] = field(default_factory=list)
     owasp: list[str] = field(default_factory=list)
+    incident: str | None = None  # the incident it belongs to (tokentrail.incidents)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
