@@ -34,8 +34,9 @@ def _write_csv(con: Any, analysis: Analysis, directory: str) -> str:
 def _write_html(con: Any, analysis: Analysis, path: str) -> str:
     from ..export.html import write_html_report
 
-    write_html_report(con, path, findings=analysis.findings)
-    return f"wrote {path} ({len(analysis.findings)} findings; self-contained, works offline)"
+    write_html_report(con, path, findings=analysis.findings, incidents=analysis.incidents)
+    return (f"wrote {path} ({len(analysis.incidents)} incidents, {len(analysis.findings)} "
+            "findings; self-contained, works offline)")
 
 
 # option parameter name -> (option as the user types it, writer)
