@@ -162,3 +162,21 @@ def test_timeline_output_is_safe_for_hostile_log_content(tmp_path):
         assert not any(cell.startswith(("=", "+", "@")) for cell in row), row
     table = run("timeline", "--db", str(db)).output
     assert "\u202e" not in table and "\x1b" not in table
+
+
+def test_baseline_entries_carry_a_reason_and_stop_suppressing_after_expiry(case_db, tmp_path):
+    doc = json.loads(run("scan", "--db", str(case_db), "--format", "json", "-q").output)
+    tt013 = next(f["id"] for f in doc["findings"] if f["rule"] == "TT013")
+    tt007 = next(f["id"] for f in doc["findings"] if f["rule"] == "TT007")
+    base = tmp_path / "accepted.json"
+    base.write_text(json.dumps([
+        {"id": tt013, "reason": "partner-api logging fixed, ticket SEC-12", "expires": "2999-01-01"},
+        {"id": tt007, "reason": "accepted once", "expires": "2020-01-01"},
+    ]))
+    res = run("scan", "--db", str(case_db), "--format", "json", "--baseline", str(base))
+    ids = {f["id"] for f in json.loads(res.stdout)["findings"]}
+    assert tt013 not in ids and tt007 in ids and len(ids) == 13
+    assert "1 suppressed by baseline" in res.stderr
+    base.write_text(json.dumps([{"id": tt013, "expires": "soon"}]))
+    bad = run("scan", "--db", str(case_db), "--baseline", str(base))
+    assert bad.exit_code == 3 and "YYYY-MM-DD" in bad.output
