@@ -180,3 +180,36 @@ def test_baseline_entries_carry_a_reason_and_stop_suppressing_after_expiry(case_
     base.write_text(json.dumps([{"id": tt013, "expires": "soon"}]))
     bad = run("scan", "--db", str(case_db), "--baseline", str(base))
     assert bad.exit_code == 3 and "YYYY-MM-DD" in bad.output
+
+
+def test_policy_suggest_round_trips_and_names_the_workloads_without_new_findings(case_db, tmp_path):
+    from tokentrail.policy import load_policy
+
+    out = tmp_path / "suggested.toml"  # not ./tokentrail.toml, which scan would pick up
+    res = run("policy", "suggest", "--db", str(case_db), "-o", str(out))
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    policy = load_policy(out)  # the existing loader accepts it as written
+    names = {w.name: w for w in policy.workloads}
+    assert {"orchestrator", "mcp-files", "coder", "researcher"} <= set(names)
+    # the alias the graph lacked: client id and SPIFFE id are one workload, with evidence
+    ids = set(names["mcp-files"].identifiers)
+    assert {"client:mcp-files", "spiffe://acme.example/ns/tools/sa/mcp-files"} <= ids
+    assert "alias: 2 token(s) issued to client mcp-files" in text
+    # nothing an incident is about is blessed: no outsider, no notebook, no jkt holder
+    for bad in ("203.0.113", "notebook", "jkt:"):
+        assert bad not in text
+    assert all(line.startswith("#") or "#" in line or not line.strip() or "=" in line
+               or line.strip() in ("[[workloads]]", "]") for line in text.splitlines())
+    plain = list(csv.DictReader(io.StringIO(run(
+        "holders", "--db", str(case_db), "--format", "csv").output)))
+    assert not any(h["workload"] for h in plain), [(h["holder_id"], h["workload"]) for h in plain if h["workload"]]
+    before = json.loads(run("scan", "--db", str(case_db), "--format", "json", "-q").output)
+    after = json.loads(run("scan", "--db", str(case_db), "--format", "json", "-q",
+                           "--policy", str(out)).output)
+    assert {f["id"] for f in after["findings"]} == {f["id"] for f in before["findings"]}
+    holders = list(csv.DictReader(io.StringIO(run(
+        "holders", "--db", str(case_db), "--format", "csv", "--policy", str(out)).output)))
+    workload = {h["holder_id"]: h["workload"] for h in holders}
+    assert workload["spiffe://acme.example/ns/tools/sa/mcp-files"] == "mcp-files"
+    assert workload["spiffe://acme.example/ns/agents/sa/orchestrator"] == "orchestrator"

@@ -22,6 +22,7 @@ from .query_cmd import query_cmd
 from .report_cmd import report_cmd
 from .rules_cmd import rules_cmd
 from .scan_cmd import scan_cmd
+from .policy_cmd import policy_cmd
 from .timeline_cmd import timeline_cmd
 from .tokens_cmd import holders_cmd, tokens_cmd
 from .trace_cmd import trace_cmd
@@ -95,3 +96,4 @@ main.add_command(report_cmd)
 main.add_command(trace_cmd)
 main.add_command(export_cmd)
 main.add_command(timeline_cmd)
+main.add_command(policy_cmd)
