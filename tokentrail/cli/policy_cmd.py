@@ -12,7 +12,10 @@ from ..policy_suggest import suggest_policy
 from .common import db_option, open_case, open_output
 
 
-@click.group("policy")
+@click.group("policy", epilog="""\b
+Examples:
+  tokentrail policy suggest --db case.duckdb -o tokentrail.toml
+""")
 def policy_cmd() -> None:
     """Work with policy files (workloads, aliases, delegations, networks)."""
 
