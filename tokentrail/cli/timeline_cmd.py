@@ -15,7 +15,7 @@ from .render import print_timeline
 @click.command("timeline", epilog="""\b
 Examples:
   tokentrail timeline --db case.duckdb                      # every event, oldest first
-  tokentrail timeline --ip 203.0.113.45 --since 09:30 ...   # (ISO times: 2026-11-02T09:30Z)
+  tokentrail timeline --ip 203.0.113.45 --since 2026-11-02T09:30:00Z
   tokentrail timeline --holder ip:203.0.113.45/curl --format csv -o curl.csv
   tokentrail timeline --token ASIALN5YQ6SWF73864KW --since -1h
   tokentrail timeline --incident TTI-74ee7ea0f5fd           # ids from `tokentrail scan`
@@ -27,7 +27,7 @@ Exit codes: 0 done; 2 usage error; 3 input error (no case, unknown incident).
 """)
 @db_option
 @click.option("--token", metavar="KEY", help="Only this token (key, issuer id or fingerprint) "
-              "and the tokens minted from it.")
+              "and the issuance events that minted tokens from it.")
 @click.option("--holder", metavar="ID", help="Only events presented or received by this holder.")
 @click.option("--ip", metavar="ADDRESS", help="Only events from this source address.")
 @click.option("--session", metavar="ID", help="Only events of this IdP session.")
