@@ -213,3 +213,21 @@ def test_policy_suggest_round_trips_and_names_the_workloads_without_new_findings
     workload = {h["holder_id"]: h["workload"] for h in holders}
     assert workload["spiffe://acme.example/ns/tools/sa/mcp-files"] == "mcp-files"
     assert workload["spiffe://acme.example/ns/agents/sa/orchestrator"] == "orchestrator"
+
+
+def test_html_report_opens_with_incidents_and_counts_the_holders_it_lists(case_db, tmp_path):
+    out = tmp_path / "r.html"
+    res = run("report", "--db", str(case_db), "--html", str(out))
+    assert res.exit_code == 0 and "11 incidents, 14 findings" in res.stderr
+    html = out.read_text(encoding="utf-8")
+    assert html.index('id="incidents"') < html.index('id="coverage"') < html.index('id="findings"')
+    assert html.count('<li class="incident"') == 11
+    table = html[html.index('id="holders-table"'):]
+    table = table[:table.index("</table>")]
+    rows = table.count("<tr>") - 1  # minus the header row
+    assert f'<a href="#holders">{rows} holders</a>' in html and rows == 19
+    assert "<th>workload</th>" not in table  # no policy: no empty column
+    assert "received it at issuance</text>" in html
+    assert "TT009 · asked for it at the token endpoint: refused" in html
+    late = run("report", "--db", str(case_db), "--html", str(out), "--since", "-10m")
+    assert "4 incidents, 5 findings" in late.stderr

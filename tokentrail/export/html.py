@@ -712,17 +712,24 @@ def token_table(con: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], i
 
 
 def holder_table(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[list[dict[str, str]]], int]:
+    """The holders table. Identifiers may wrap anywhere; words, times and numbers do not. The
+    workload column (names from a policy) is left out when no holder has one."""
     cols, rows = holder_rows(con)
     total = len(rows)
+    keep = [i for i, c in enumerate(cols)
+            if c != "workload" or any(r[i] for r in rows)]
+    kinds = {"holder_id": "id", "src_ips": "id", "first_seen": "ts", "last_seen": "ts",
+             "tokens": "num", "events": "num"}
     out = []
     for r in rows[:MAX_ROWS]:
         cells = []
-        for v in r:
+        for i in keep:
+            v = r[i]
             sort = ts_sort(v) if isinstance(v, datetime) else (
                 f"{v:012d}" if isinstance(v, int) else text(v))
-            cells.append({"text": text(v), "sort": sort})
+            cells.append({"text": text(v), "sort": sort, "cls": kinds.get(cols[i], "word")})
         out.append(cells)
-    return [c.replace("_", " ") for c in cols], out, total
+    return [cols[i].replace("_", " ") for i in keep], out, total
 
 
 # ----------------------------------------------------------------------------- rendering
