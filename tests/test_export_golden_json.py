@@ -31,8 +31,8 @@ def test_html_report_matches_the_golden_file(workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     with Case() as case:
         ingest(case, ["logs"])
-        findings = analyse(case.con).findings
-        html = render_html_report(case.con, findings=findings)
+        analysis = analyse(case.con)
+        html = render_html_report(case.con, findings=analysis.findings, incidents=analysis.incidents)
     html = re.sub(r"generated \S+ \S+", "generated <TIME>", html)
     html = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)? by tokentrail",
                   "<TIME> by tokentrail", html)

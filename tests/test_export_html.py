@@ -292,3 +292,69 @@ def test_in_chromium_charts_render_and_the_filter_hides_rows(sample_report: Path
     _chromium(f"--screenshot={shot}", "--window-size=1200,900", sample_report.as_uri(),
               user_data=tmp_path / "profile-shot")
     assert _png_is_not_blank(shot.read_bytes())
+
+
+_PROBE = """<script>
+window.addEventListener('load', function () {
+  var out = {};
+  var svg = document.querySelector('svg.chart.graph text');
+  out.graphText = svg ? svg.getBoundingClientRect().height : -1;
+  var tl = document.querySelector('figure.timeline svg.chart text');
+  out.timelineText = tl ? tl.getBoundingClientRect().height : -1;
+  var ids = Array.prototype.slice.call(document.querySelectorAll('#holders-table td, #findings-table td.id'));
+  out.narrowestCell = Math.min.apply(null, ids.map(function (c) { return c.getBoundingClientRect().width; }));
+  var inc = document.getElementById('incidents');
+  out.incidentsTop = inc ? inc.getBoundingClientRect().top : -1;
+  out.firstIncidentWidth = inc ? inc.querySelector('li.incident').getBoundingClientRect().width : -1;
+  out.viewport = window.innerWidth;
+  (window.parent || window).document.documentElement.setAttribute('data-probe', JSON.stringify(out));
+});
+</script>"""
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs headless Chromium at /usr/bin/chromium "
+                    "(Debian packages chromium and chromium-driver)")
+@pytest.mark.parametrize("width", [1400, 390])
+def test_in_chromium_incidents_lead_and_the_report_reads_at_1400_and_390_px(tmp_path: Path, width: int):
+    """Sizes measured in the browser by a probe script (the report's CSP is relaxed in a copy
+    for it). Headless Chromium's window is at least 500 px wide, so the page is shown in an
+    iframe of the wanted width (srcdoc: same origin, so the probe reports to the wrapper);
+    the screenshots are kept in tmp_path for a person to look at."""
+    import json
+
+    with Case() as case:
+        ingest(case, [str(REPO / "sample-logs")])
+        analysis = analyse(case.con)
+        report = tmp_path / "report.html"
+        write_html_report(case.con, str(report), findings=analysis.findings,
+                          incidents=analysis.incidents)
+    html = report.read_text(encoding="utf-8")
+    assert html.index('id="incidents"') < html.index('id="coverage"')
+    probe = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    probe = probe.replace("</body>", _PROBE + "</body>")
+    import html as htmllib
+
+    def framed(doc: str, height: int) -> Path:
+        page = tmp_path / f"framed-{height}.html"
+        page.write_text('<!doctype html><html><body style="margin:0">'
+                        f'<iframe style="border:0;width:{width}px;height:{height}px" srcdoc="'
+                        + htmllib.escape(doc, quote=True) + '"></iframe></body></html>',
+                        encoding="utf-8")
+        return page
+
+    window = f"--window-size={max(width, 500)},900"
+    dom = _chromium("--dump-dom", "--virtual-time-budget=5000", window,
+                    framed(probe, 900).as_uri(), user_data=tmp_path / "profile-probe").stdout.decode()
+    m = re.search(r'data-probe="([^"]+)"', dom)
+    assert m, "the probe did not run"
+    sizes = json.loads(m.group(1).replace("&quot;", '"'))
+    assert sizes["viewport"] <= width
+    assert sizes["graphText"] >= 10 and sizes["timelineText"] >= 9, sizes  # readable, not ~3 px
+    assert sizes["narrowestCell"] >= 40, sizes  # no column one character wide
+    assert 0 <= sizes["incidentsTop"] < 400, sizes  # the incidents are on the first screen
+    assert sizes["firstIncidentWidth"] <= width
+    shot = tmp_path / f"report-{width}.png"
+    _chromium(f"--screenshot={shot}", f"--window-size={max(width, 500)},1200",
+              framed(html.replace('<meta http-equiv="Content-Security-Policy"', '<meta name="x"'),
+                     1200).as_uri(), user_data=tmp_path / "profile-shot")
+    assert _png_is_not_blank(shot.read_bytes())

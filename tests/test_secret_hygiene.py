@@ -130,7 +130,9 @@ def test_no_raw_token_in_case_file_rejects_or_any_output(tmp_path):
         outputs += [r.stdout, r.stderr]
         assert r.exit_code == 0, r.output
     for cmd in (["tokens", "--format", "json"], ["holders", "--format", "csv"],
-                ["trace", "planted-jti-1", "--format", "json"], ["trace", "ASIAPLANTED0001"]):
+                ["trace", "planted-jti-1", "--format", "json"], ["trace", "ASIAPLANTED0001"],
+                ["timeline"], ["timeline", "--format", "csv"], ["timeline", "--format", "jsonl"],
+                ["scan", "--wide", "--fail-on", "none"], ["policy", "suggest"]):
         r = runner.invoke(main, [*cmd, "--db", str(db)])
         outputs += [r.stdout, r.stderr]
         assert r.exit_code == 0, r.output

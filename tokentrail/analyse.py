@@ -8,6 +8,7 @@ import duckdb
 
 from .classify import PolicySQL, classify
 from .findings import Finding
+from .incidents import Incident, build_incidents
 from .lineage import build_lineage
 from .policy import Policy, holder_workload_sql, ip_in_network_sql
 from .rules import Rule, load_rules, run_rules
@@ -24,6 +25,7 @@ class Analysis:
     findings: list[Finding]
     rules: list[Rule]
     failed: list[RuleFailure] = field(default_factory=list)  # with keep_going only
+    incidents: list[Incident] = field(default_factory=list)
 
 
 def install_policy(con: duckdb.DuckDBPyConnection, policy: Policy | None) -> PolicySQL:
@@ -45,7 +47,8 @@ def install_policy(con: duckdb.DuckDBPyConnection, policy: Policy | None) -> Pol
 
 def analyse(con: duckdb.DuckDBPyConnection, *, policy: Policy | None = None,
             rules: list[Rule] | None = None, keep_going: bool = False) -> Analysis:
-    """Rebuild lineage, classify every (token, holder) pair, run the rules.
+    """Rebuild lineage, classify every (token, holder) pair, run the rules, group the
+    findings into incidents.
 
     A rule that fails raises RuleError (after the others ran); with keep_going the failed
     rules are listed in `Analysis.failed` and the other rules' findings returned."""
@@ -55,4 +58,5 @@ def analyse(con: duckdb.DuckDBPyConnection, *, policy: Policy | None = None,
     rules = load_rules() if rules is None else rules
     failed: list[RuleFailure] | None = [] if keep_going else None
     findings = run_rules(con, rules, failed)
-    return Analysis(findings=findings, rules=rules, failed=failed or [])
+    return Analysis(findings=findings, rules=rules, failed=failed or [],
+                    incidents=build_incidents(con, findings))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,17 @@ class Finding:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     attack: list[str] = field(default_factory=list)
     owasp: list[str] = field(default_factory=list)
+    incident: str | None = None  # the incident it belongs to (tokentrail.incidents)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def load_baseline(path: str) -> set[str]:
-    """A baseline is a JSON list of finding ids, or a previous scan's JSON output."""
+def load_baseline(path: str, *, today: date | None = None) -> set[str]:
+    """The finding ids a baseline suppresses. A baseline is a JSON list of finding ids, a
+    previous scan's JSON output, or a list of entries (like trivy's .trivyignore.yaml)
+    `{"id": "TTF-…", "reason": "why it is accepted", "expires": "2026-12-31"}`: an entry
+    whose expiry date has passed suppresses nothing, so an accepted risk comes back."""
     try:
         data = orjson.loads(Path(path).read_bytes())
     except FileNotFoundError:
@@ -52,10 +57,33 @@ def load_baseline(path: str) -> set[str]:
         raise InputError(f"baseline is not JSON: {exc}", file=path) from None
     if isinstance(data, dict) and isinstance(data.get("findings"), list):
         data = [f.get("id") for f in data["findings"] if isinstance(f, dict)]
-    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
-        raise InputError("baseline must be a list of finding ids or a scan's JSON output",
-                         file=path)
-    return set(data)
+    if not isinstance(data, list):
+        raise InputError("baseline must be a list of finding ids or entries, or a scan's JSON "
+                         "output", file=path)
+    today = today or datetime.now(UTC).date()
+    ids: set[str] = set()
+    for n, item in enumerate(data, 1):
+        if isinstance(item, str):
+            ids.add(item)
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise InputError(f"baseline entry {n} must be a finding id or an object with "
+                             "\"id\" (and optional \"reason\", \"expires\")", file=path)
+        unknown = set(item) - {"id", "reason", "expires"}
+        if unknown:
+            raise InputError(f"baseline entry {n} has unknown key(s) {', '.join(sorted(unknown))}",
+                             file=path)
+        expires = item.get("expires")
+        if expires is not None:
+            try:
+                until = date.fromisoformat(str(expires))
+            except ValueError:
+                raise InputError(f"baseline entry {n}: expires must be a date (YYYY-MM-DD), not "
+                                 f"{expires!r}", file=path) from None
+            if until < today:
+                continue
+        ids.add(item["id"])
+    return ids
 
 
 def baseline_json(findings: Iterable[Finding]) -> bytes:

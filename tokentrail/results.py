@@ -8,11 +8,13 @@ import duckdb
 
 from . import __version__
 from .findings import Finding
+from .incidents import Incident
 from .output import jsonable
 
 FINDING_CSV_COLUMNS = ("id", "severity", "rule", "title", "classification", "confidence",
                        "token_key", "token_id", "holder_id", "holder_tier", "intended_holder",
-                       "first_seen", "last_seen", "count", "reasons", "evidence", "attack")
+                       "first_seen", "last_seen", "count", "reasons", "evidence", "attack",
+                       "incident")
 
 
 def case_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -31,12 +33,35 @@ def case_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
 
 
-def scan_payload(con: duckdb.DuckDBPyConnection, findings: list[Finding]) -> dict[str, Any]:
-    return {
+def scan_payload(con: duckdb.DuckDBPyConnection, findings: list[Finding],
+                 incidents: list[Incident] | None = None) -> dict[str, Any]:
+    """DESIGN.md's scan document; `incidents` (additive) lists the incidents, and each
+    finding names its own in `incident`."""
+    payload: dict[str, Any] = {
         "tool": {"name": "tokentrail", "version": __version__},
         "case": case_summary(con),
-        "findings": [jsonable(f.as_dict()) for f in findings],
     }
+    if incidents is not None:
+        payload["incidents"] = [jsonable(i.as_dict()) for i in incidents]
+    payload["findings"] = [jsonable(f.as_dict()) for f in findings]
+    return payload
+
+
+def keep_findings(payload: dict[str, Any], keep: set[str]) -> dict[str, Any]:
+    """The payload with only the findings in `keep` (baseline, time window); an incident
+    keeps its remaining findings and goes when none remain."""
+    out = {**payload, "findings": [f for f in payload["findings"] if f["id"] in keep]}
+    if "incidents" in payload:
+        incidents = []
+        for inc in payload["incidents"]:
+            members = [i for i in inc["findings"] if i in keep]
+            if members:
+                incidents.append({**inc, "findings": members})
+        ids = {i["id"] for i in incidents}
+        for inc in incidents:
+            inc["related"] = [r for r in inc.get("related", []) if r["id"] in ids]
+        out["incidents"] = incidents
+    return out
 
 
 def finding_rows(findings: list[Finding]) -> list[tuple[Any, ...]]:
@@ -48,7 +73,7 @@ def finding_rows(findings: list[Finding]) -> list[tuple[Any, ...]]:
             f.intended_holder.get("id"), f.first_seen, f.last_seen, f.count,
             "; ".join(f.reasons),
             " ".join(f"{e['file']}:{e['line']}" for e in f.evidence),
-            " ".join(f.attack),
+            " ".join(f.attack), f.incident,
         ))
     return rows
 

@@ -22,6 +22,8 @@ from .query_cmd import query_cmd
 from .report_cmd import report_cmd
 from .rules_cmd import rules_cmd
 from .scan_cmd import scan_cmd
+from .policy_cmd import policy_cmd
+from .timeline_cmd import timeline_cmd
 from .tokens_cmd import holders_cmd, tokens_cmd
 from .trace_cmd import trace_cmd
 
@@ -31,6 +33,7 @@ Examples:
   tokentrail ingest logs/ --db case.duckdb       # keep a case for investigation
   tokentrail tokens --db case.duckdb             # every token, every holder, classified
   tokentrail trace ASIALN5YQ6SWF73864KW --db case.duckdb
+  tokentrail timeline --ip 203.0.113.45 --since -30m   # events in time order, pivots
   tokentrail report --db case.duckdb --html report.html
   tokentrail query "select * from v_token_holders where holders > 1"
   zcat trail.json.gz | tokentrail ingest - --format cloudtrail
@@ -92,3 +95,5 @@ main.add_command(rules_cmd)
 main.add_command(report_cmd)
 main.add_command(trace_cmd)
 main.add_command(export_cmd)
+main.add_command(timeline_cmd)
+main.add_command(policy_cmd)

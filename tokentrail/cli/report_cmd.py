@@ -18,6 +18,7 @@ from ..case import MEMORY, resolve_db_path
 from ..errors import InputError, UsageError
 from ..export import write_csv_dir
 from ..rules import load_rules
+from ..timeline import Window, window_from
 from .common import db_option, load_policy_option, open_case, policy_option, say
 
 # A writer gets the analysed case connection, the analysis (findings and the rules that ran) and
@@ -34,8 +35,9 @@ def _write_csv(con: Any, analysis: Analysis, directory: str) -> str:
 def _write_html(con: Any, analysis: Analysis, path: str) -> str:
     from ..export.html import write_html_report
 
-    write_html_report(con, path, findings=analysis.findings)
-    return f"wrote {path} ({len(analysis.findings)} findings; self-contained, works offline)"
+    write_html_report(con, path, findings=analysis.findings, incidents=analysis.incidents)
+    return (f"wrote {path} ({len(analysis.incidents)} incidents, {len(analysis.findings)} "
+            "findings; self-contained, works offline)")
 
 
 # option parameter name -> (option as the user types it, writer)
@@ -64,9 +66,13 @@ usable events, bad policy or rule, an output that cannot be written).
 @click.option("--csv", "csv_dir", metavar="DIR",
               help="Write findings.csv, tokens.csv, holders.csv and events.csv into DIR (created "
                    "if missing; each file replaced atomically).")
+@click.option("--since", metavar="TIME", help="Only findings active at or after TIME (ISO 8601, "
+              "or a duration back from the case's latest event: -2h, 30m, 1d).")
+@click.option("--until", metavar="TIME", help="Only findings active at or before TIME.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def report_cmd(db: str | None, policy_file: str | None, rules_dirs: tuple[str, ...],
-               html_file: str | None, csv_dir: str | None, quiet: bool) -> None:
+               html_file: str | None, csv_dir: str | None, since: str | None,
+               until: str | None, quiet: bool) -> None:
     """Analyse a case (lineage, classification, rules, as `scan` does) and write reports.
 
     Give at least one output. CSV files follow RFC 4180 (UTF-8, CRLF, multi-line values
@@ -88,6 +94,8 @@ def report_cmd(db: str | None, policy_file: str | None, rules_dirs: tuple[str, .
         if not events or not events[0]:
             raise InputError(f"case {db_path} holds no events: nothing to report")
         analysis = analyse(case.con, policy=policy, rules=rules)
+        if since or until:
+            analysis = _in_window(analysis, window_from(case.con, since, until))
         for name, value in wanted.items():
             _, writer = REPORT_OUTPUTS[name]
             try:
@@ -96,3 +104,17 @@ def report_cmd(db: str | None, policy_file: str | None, rules_dirs: tuple[str, .
                 raise UsageError(f"cannot write {value}: {exc.strerror or exc}") from None
             if not quiet:
                 say(summary)
+
+
+def _in_window(analysis: Analysis, window: Window) -> Analysis:
+    """Only the findings active in the window, and the incidents they still make up."""
+    import dataclasses
+
+    findings = [f for f in analysis.findings if window.overlaps(f.first_seen, f.last_seen)]
+    keep = {f.id for f in findings}
+    incidents = []
+    for inc in analysis.incidents:
+        members = [i for i in inc.findings if i in keep]
+        if members:
+            incidents.append(dataclasses.replace(inc, findings=members))
+    return Analysis(findings=findings, rules=analysis.rules, incidents=incidents)

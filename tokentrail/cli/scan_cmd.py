@@ -19,11 +19,13 @@ from ..findings import baseline_json, load_baseline
 from ..ingest import Ingestor
 from ..lake import is_lake
 from ..output import cell_text, write_rows
-from ..results import FINDING_CSV_COLUMNS, finding_rows, scan_payload
+from ..results import FINDING_CSV_COLUMNS, finding_rows, keep_findings, scan_payload
 from ..rules import load_rules
 from ..rules.model import SEVERITIES
 from ..rules.runner import failed_rules_error
+from ..timeline import Window, window_from
 from .common import console_for, load_policy_option, open_case, open_output, policy_option, progress_bar, say
+from .render import print_incidents
 
 SCAN_FORMATS = ("table", "json", "jsonl", "csv", "sarif", "ocsf")
 
@@ -35,6 +37,8 @@ Examples:
   tokentrail scan --db case.duckdb                   # re-analyse an existing case
   tokentrail scan logs/ --baseline known.json        # only findings not in the baseline
   tokentrail scan logs/ --write-baseline known.json
+  tokentrail scan --db case.duckdb --since -2h       # findings active in the case's last 2 h
+  tokentrail scan sample-logs/ --wide                # one full table row per finding
   tokentrail scan --lake lake/                       # a Parquet lake, DuckDB engine
   tokentrail scan --engine spark --lake lake/        # the same on Spark, local[*]
   tokentrail scan --engine spark --lake s3a://bucket/case --spark-master spark://head:7077 \\
@@ -65,9 +69,21 @@ are named on stderr; TOKENTRAIL_MEMORY_LIMIT gives DuckDB more memory).
                    "Findings.")
 @click.option("-o", "--output", "output", default="-", metavar="FILE", show_default=True,
               help="Write to FILE instead of stdout.")
+@click.option("--sarif-root", metavar="DIR",
+              help="--format sarif: write artifact URIs relative to DIR (the scanned folder) "
+                   "under %SRCROOT% (default: the working directory).")
 @click.option("--fail-on", type=click.Choice((*SEVERITIES, "none")), default="high",
               show_default=True, help="Exit 1 when a finding is at or above this severity.")
-@click.option("--baseline", metavar="FILE", help="Suppress findings whose id is listed in FILE.")
+@click.option("--since", metavar="TIME",
+              help="Only findings active at or after TIME: ISO 8601 (2026-11-02T09:30:00Z) or a "
+                   "duration back from the case's latest event (-2h, 30m, 1d).")
+@click.option("--until", metavar="TIME", help="Only findings active at or before TIME (as --since).")
+@click.option("--wide", is_flag=True,
+              help="Table: one full row per finding (every column) instead of the incident view "
+                   "that fits the terminal.")
+@click.option("--baseline", metavar="FILE",
+              help="Suppress findings listed in FILE (ids, a scan's JSON, or entries with a "
+                   "reason and an expiry date).")
 @click.option("--write-baseline", metavar="FILE", help="Write the ids of this scan's findings to FILE.")
 @click.option("--engine", type=click.Choice(ENGINES), default="duckdb", show_default=True,
               help="Where lineage, classification and the rules run; spark needs --lake.")
@@ -80,14 +96,16 @@ are named on stderr; TOKENTRAIL_MEMORY_LIMIT gives DuckDB more memory).
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")
 def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
              mapping_file: str | None, policy_file: str | None, rules_dirs: tuple[str, ...],
-             fmt: str, output: str, fail_on: str, baseline: str | None,
-             write_baseline: str | None, engine: str, lake: str | None, spark_master: str,
+             fmt: str, output: str, sarif_root: str | None, fail_on: str, since: str | None, until: str | None,
+             wide: bool, baseline: str | None, write_baseline: str | None, engine: str, lake: str | None, spark_master: str,
              spark_conf: tuple[str, ...], quiet: bool) -> None:
     """Classify who held every token and report the findings of every rule.
 
     Each (token, holder) pair is classified owner, delegate, transport, forwarded, stolen,
     suspicious or unknown, with a confidence and the evidence as reasons; the rules turn
-    those and the raw events into findings with stable ids.
+    those and the raw events into findings with stable ids, grouped into incidents (same
+    holder with the same or a derived token, session or exchange, close in time). The table
+    leads with the incidents and fits the terminal; --wide shows every column.
     """
     if baseline and write_baseline and Path(baseline).resolve() == Path(write_baseline).resolve():
         raise UsageError("--baseline and --write-baseline name the same file")
@@ -107,7 +125,7 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
         result = scan_lake(lake, master=spark_master, conf=conf, policy=policy, rules=rules,
                            on_step=None if quiet else (lambda step: say(f"spark: {step}")))
         _finish(result.findings, result.payload, suppressed, rules, fmt, output, fail_on,
-                write_baseline, quiet)
+                write_baseline, quiet, since=since, until=until, wide=wide, sarif_root=sarif_root)
         return
     db_path = lake or (db if db else (MEMORY if paths else resolve_db_path(None)))
     if not paths and db_path != MEMORY and not is_lake(db_path) and not Path(db_path).exists():
@@ -125,15 +143,16 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
             raise InputError("no usable events in the input: nothing was analysed "
                              "(see the messages above, or `tokentrail ingest` for details)")
         analysis = analyse(case.con, policy=policy, rules=rules, keep_going=True)
-        payload = scan_payload(case.con, analysis.findings)
+        payload = scan_payload(case.con, analysis.findings, analysis.incidents)
+        window = window_from(case.con, since, until)
     if not analysis.failed:
         _finish(analysis.findings, payload, suppressed, analysis.rules, fmt, output, fail_on,
-                write_baseline, quiet)
+                write_baseline, quiet, window=window, wide=wide, sarif_root=sarif_root)
         return
     # The other rules' findings are still written; then each failed rule's error, exit 3.
     try:
         _finish(analysis.findings, payload, suppressed, analysis.rules, fmt, output, fail_on,
-                write_baseline, quiet)
+                write_baseline, quiet, window=window, wide=wide, sarif_root=sarif_root)
     except SystemExit:
         pass
     for failure in analysis.failed:
@@ -152,16 +171,28 @@ def _spark_conf(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _finish(all_findings: list[Any], payload: dict[str, Any], suppressed: set[str], rules: list[Any],
-            fmt: str, output: str, fail_on: str, write_baseline: str | None, quiet: bool) -> None:
-    """Baselines, output, summary and exit code: the same for every engine."""
-    findings = [f for f in all_findings if f.id not in suppressed]
-    payload = {**payload, "findings": [f for f in payload["findings"] if f["id"] not in suppressed]}
+            fmt: str, output: str, fail_on: str, write_baseline: str | None, quiet: bool, *,
+            window: Window | None = None, since: str | None = None, until: str | None = None,
+            wide: bool = False, sarif_root: str | None = None) -> None:
+    """Baselines, time window, output, summary and exit code: the same for every engine."""
+    if window is None:
+        if since or until:
+            raise UsageError("--since/--until need the duckdb engine")
+        window = Window()
+    in_window = [f for f in all_findings if window.overlaps(f.first_seen, f.last_seen)]
+    findings = [f for f in in_window if f.id not in suppressed]
+    payload = keep_findings(payload, {f.id for f in findings})
     if write_baseline:
         Path(write_baseline).write_bytes(baseline_json(all_findings))
-    _emit(findings, payload, fmt, output, rules=rules)
+    _emit(findings, payload, fmt, output, rules=rules, wide=wide, sarif_root=sarif_root)
     if not quiet:
-        hidden = len(all_findings) - len(findings)
-        say(f"{len(findings)} finding(s)" + (f", {hidden} suppressed by baseline" if hidden else "")
+        hidden = len(in_window) - len(findings)
+        outside = len(all_findings) - len(in_window)
+        incidents = payload.get("incidents")
+        say(f"{len(findings)} finding(s)"
+            + (f" in {len(incidents)} incident(s)" if incidents is not None else "")
+            + (f", {hidden} suppressed by baseline" if hidden else "")
+            + (f", {outside} outside --since/--until" if outside else "")
             + f" from {len(rules)} rules over {payload['case']['events']} events")
     if fail_on != "none":
         limit = SEVERITIES.index(fail_on)
@@ -170,10 +201,12 @@ def _finish(all_findings: list[Any], payload: dict[str, Any], suppressed: set[st
 
 
 def _emit(findings: list[Any], payload: dict[str, Any], fmt: str, output: str,
-          rules: list[Any] | None = None) -> None:
+          rules: list[Any] | None = None, wide: bool = False,
+          sarif_root: str | None = None) -> None:
     with open_output(output) as stream:
         if fmt == "sarif":
-            doc = sarif_log(findings, rules or [])
+            doc = sarif_log(findings, rules or [],
+                            base_dir=Path(sarif_root) if sarif_root else None, origin=Path.cwd())
             stream.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         elif fmt == "ocsf":
             stream.write(orjson.dumps(ocsf_findings(findings), option=orjson.OPT_INDENT_2).decode()
@@ -185,14 +218,16 @@ def _emit(findings: list[Any], payload: dict[str, Any], fmt: str, output: str,
                 stream.write(orjson.dumps(f).decode() + "\n")
         elif fmt == "csv":
             write_rows(FINDING_CSV_COLUMNS, finding_rows(findings), "csv", stream)
+        elif not wide and payload.get("incidents") is not None:
+            print_incidents(stream, payload["incidents"], findings)
         else:
             table = Table(title=f"{len(findings)} finding(s)", header_style="bold")
-            for col in ("severity", "rule", "classification", "token", "holder", "conf", "evidence",
-                        "why"):
+            for col in ("incident", "severity", "rule", "classification", "token", "holder", "conf",
+                        "evidence", "why"):
                 table.add_column(col, overflow="fold")
             for f in findings:
                 ev = f.evidence[0] if f.evidence else None
-                table.add_row(f.severity, f.rule, f.classification, cell_text(f.token.get("key")),
+                table.add_row(f.incident or "", f.severity, f.rule, f.classification, cell_text(f.token.get("key")),
                               cell_text(f.holder.get("id")),
                               "" if f.confidence is None else f"{f.confidence:.2f}",
                               cell_text(f"{ev['file']}:{ev['line']}" if ev else ""),

@@ -378,6 +378,8 @@ def timeline(con: duckdb.DuckDBPyConnection, token_key: str,
     for e in events:
         lanes.setdefault(e["holder_id"] or "", len(lanes))
         lane_kinds.setdefault(e["holder_id"] or "", set()).add(e["kind"] or "other")
+    received = {e["holder_id"] or "" for e in events
+                if e["kind"] in ISSUANCE and e["outcome"] != "failure"}
     bottom = top + TL_LANE * len(lanes)
     chart = Chart(width=TL_WIDTH, height=bottom + 24)
 
@@ -389,8 +391,10 @@ def timeline(con: duckdb.DuckDBPyConnection, token_key: str,
         if info:
             note = info["classification"] + (f" {info['confidence']:.2f}" if info["confidence"] is not None
                                              else "")
-        elif lane_kinds[holder] & set(ISSUANCE):
+        elif holder in received:
             note = "received it at issuance"
+        elif lane_kinds[holder] & set(ISSUANCE):
+            note = "asked for it at the token endpoint: refused"
         else:
             note = ", ".join(sorted(lane_kinds[holder]))
         chart.items.append({
@@ -708,17 +712,24 @@ def token_table(con: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], i
 
 
 def holder_table(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[list[dict[str, str]]], int]:
+    """The holders table. Identifiers may wrap anywhere; words, times and numbers do not. The
+    workload column (names from a policy) is left out when no holder has one."""
     cols, rows = holder_rows(con)
     total = len(rows)
+    keep = [i for i, c in enumerate(cols)
+            if c != "workload" or any(r[i] for r in rows)]
+    kinds = {"holder_id": "id", "src_ips": "id", "first_seen": "ts", "last_seen": "ts",
+             "tokens": "num", "events": "num"}
     out = []
     for r in rows[:MAX_ROWS]:
         cells = []
-        for v in r:
+        for i in keep:
+            v = r[i]
             sort = ts_sort(v) if isinstance(v, datetime) else (
                 f"{v:012d}" if isinstance(v, int) else text(v))
-            cells.append({"text": text(v), "sort": sort})
+            cells.append({"text": text(v), "sort": sort, "cls": kinds.get(cols[i], "word")})
         out.append(cells)
-    return [c.replace("_", " ") for c in cols], out, total
+    return [cols[i].replace("_", " ") for i in keep], out, total
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -744,9 +755,34 @@ def _asset(name: str) -> tuple[Markup, str]:
     return Markup(body), f"'sha256-{digest}'"
 
 
+def incident_views(incidents: Sequence[Any], findings: list[Finding]) -> list[dict[str, Any]]:
+    """The first screen: one row per incident with its findings' titles and why they group."""
+    by_id = {f.id: f for f in findings}
+    out = []
+    for inc in incidents:
+        members = [by_id[i] for i in inc.findings if i in by_id]
+        if not members:
+            continue
+        sev = _one_of(inc.severity, SEVERITIES, "info")
+        out.append({
+            "id": inc.id, "anchor": _anchor("inc-", inc.id), "severity": sev,
+            "first_seen": ts_text(inc.first_seen), "last_seen": ts_text(inc.last_seen),
+            "holders": list(inc.holders), "tokens": list(inc.tokens),
+            "findings": [{"rule": f.rule, "title": f.title, "anchor": _anchor("tl-", f.token.get("key")),
+                          "cls": _one_of(f.classification, CLASSES),
+                          "classification": f.classification} for f in members],
+            "reasons": list(inc.reasons),
+            "related": [{"id": r["id"], "anchor": _anchor("inc-", r["id"]), "reason": r["reason"]}
+                        for r in inc.related],
+        })
+    return out
+
+
 def render_html_report(con: duckdb.DuckDBPyConnection, *, findings: list[Finding],
-                       generated: datetime | None = None) -> str:
-    """The report as one HTML string (see `write_html_report`)."""
+                       generated: datetime | None = None,
+                       incidents: Sequence[Any] | None = None) -> str:
+    """The report as one HTML string (see `write_html_report`); it opens with the incidents
+    (tokentrail.incidents) when they are given."""
     ordered = _sorted_findings(findings)
     flagged: dict[str, dict[str, list[str]]] = {}
     for f in ordered:
@@ -772,6 +808,7 @@ def render_html_report(con: duckdb.DuckDBPyConnection, *, findings: list[Finding
         css=css, js=js, csp=f"default-src 'none'; style-src {css_hash}; script-src {js_hash}; "
                             "img-src data:; base-uri 'none'; form-action 'none'",
         cov=coverage(con), findings=views, by_sev=by_sev,
+        incidents=incident_views(incidents or [], ordered),
         timelines=timelines, timelines_total=len(flagged), max_timelines=MAX_TIMELINES,
         graph=delegation_graph(con, ordered), class_colours=CLASS_COLOURS,
         lifecycle_colours=LIFECYCLE_COLOURS,
@@ -780,10 +817,11 @@ def render_html_report(con: duckdb.DuckDBPyConnection, *, findings: list[Finding
     )
 
 
-def write_html_report(con: duckdb.DuckDBPyConnection, path: str, *, findings: list[Finding]) -> None:
+def write_html_report(con: duckdb.DuckDBPyConnection, path: str, *, findings: list[Finding],
+                      incidents: Sequence[Any] | None = None) -> None:
     """Write the report to `path` atomically: a temporary file beside it, then a rename, so a
     reader never sees half a report and a failed run leaves the old one in place."""
-    html = render_html_report(con, findings=findings)
+    html = render_html_report(con, findings=findings, incidents=incidents)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     target.parent.mkdir(parents=True, exist_ok=True)  # like --csv DIR

@@ -161,6 +161,7 @@ def detection_finding(f: Finding) -> dict[str, Any]:
         "intended_holder": dict(f.intended_holder),
         "count": f.count,
         "owasp": list(f.owasp),
+        "incident": f.incident,
     })}
     return event
 

@@ -2,7 +2,7 @@
 
 Locations point at the log file and line of each evidence event (DESIGN.md, "Output contracts");
 for JSON-array logs the line is the record number. Paths are written as URI references relative
-to `base_dir` (the working directory) under the `%SRCROOT%` base id where possible, else as
+to `base_dir` (the working directory, or `scan --sarif-root DIR`) under the `%SRCROOT%` base id where possible, else as
 `file://` URIs. The finding id goes into `partialFingerprints`, so a dashboard tracks a finding
 across runs the same way a baseline does.
 """
@@ -35,13 +35,15 @@ LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "not
 _URI_SAFE = "/-._~!$&'()*+,;=@"
 
 
-def artifact_location(path: str | None, base_dir: Path) -> dict[str, Any] | None:
+def artifact_location(path: str | None, base_dir: Path,
+                      origin: Path | None = None) -> dict[str, Any] | None:
     """The artifactLocation of a log file: relative to base_dir under %SRCROOT% where it is
-    inside base_dir, else an absolute file URI. None when the source is unknown."""
+    inside base_dir, else an absolute file URI. A relative source path is read from `origin`
+    (default: base_dir). None when the source is unknown."""
     if not path:
         return None
     base = os.path.abspath(base_dir)
-    full = os.path.abspath(os.path.join(base, path))
+    full = os.path.abspath(os.path.join(os.path.abspath(origin or base_dir), path))
     rel = os.path.relpath(full, base)
     if rel == os.curdir or rel.split(os.sep, 1)[0] == os.pardir:
         return {"uri": Path(full).as_uri()}
@@ -105,10 +107,11 @@ def result_message(f: Finding) -> str:
     return sanitize_terminal(text)
 
 
-def sarif_result(f: Finding, rule_index: int, base_dir: Path) -> dict[str, Any]:
+def sarif_result(f: Finding, rule_index: int, base_dir: Path,
+                 origin: Path | None = None) -> dict[str, Any]:
     locations = []
     for ev in f.evidence[:MAX_LOCATIONS]:
-        artifact = artifact_location(ev.get("file"), base_dir)
+        artifact = artifact_location(ev.get("file"), base_dir, origin)
         if artifact is None:
             continue
         physical: dict[str, Any] = {"artifactLocation": artifact}
@@ -138,20 +141,23 @@ def sarif_result(f: Finding, rule_index: int, base_dir: Path) -> dict[str, Any]:
         "lastSeen": f.last_seen,
         "count": f.count,
         "eventIds": [ev.get("event_id") for ev in f.evidence],
+        "incident": f.incident,
     }
     return result
 
 
 def sarif_log(findings: Iterable[Finding], rules: Iterable[Rule] = (), *,
-              base_dir: Path | None = None) -> dict[str, Any]:
-    """The SARIF log of a scan. `rules` supplies descriptions; only rules used are listed."""
+              base_dir: Path | None = None, origin: Path | None = None) -> dict[str, Any]:
+    """The SARIF log of a scan. Every rule in `rules` is listed in tool.driver.rules, fired or
+    not (a dashboard then knows what was checked), plus any rule a finding names that `rules`
+    lacks. Artifact URIs are relative to `base_dir` (default: the working directory); relative
+    source paths are read from `origin` (default: base_dir)."""
     findings = list(findings)
     base = base_dir if base_dir is not None else Path.cwd()
-    known = {r.id: r for r in rules}
-    used: dict[str, Rule] = {}
+    used: dict[str, Rule] = {r.id: r for r in rules}
     for f in findings:
         if f.rule not in used:
-            used[f.rule] = known.get(f.rule) or _fallback_rule(f)
+            used[f.rule] = _fallback_rule(f)
     ordered = sorted(used)
     index = {rule_id: i for i, rule_id in enumerate(ordered)}
     return {
@@ -164,6 +170,6 @@ def sarif_log(findings: Iterable[Finding], rules: Iterable[Rule] = (), *,
                 "semanticVersion": __version__,
                 "rules": [reporting_descriptor(used[rule_id]) for rule_id in ordered],
             }},
-            "results": [sarif_result(f, index[f.rule], base) for f in findings],
+            "results": [sarif_result(f, index[f.rule], base, origin) for f in findings],
         }],
     }

@@ -1,0 +1,253 @@
+"""Incidents: findings grouped into what happened, computed in SQL over the `findings` table.
+
+One misuse often fires several rules (a stolen instance key is both an unknown holder and
+instance credentials off the instance), and one fault can show on several tokens (an exchange
+policy that mints bad tokens for one client). A responder contains incidents, not findings.
+
+Two findings belong to one incident when one of these links them (each is evidence in the
+case, and each incident's `reasons` names the links that built it):
+
+1. the same token presented by the same holder (several rules on one misuse);
+2. the same holder, and one token was minted from the other (refresh, exchange, role chain:
+   `links`), close in time;
+3. the same holder in the same IdP session (`session_id` of the evidence), close in time;
+4. the same holder, not the token's owner or delegate (an outsider), presenting several
+   tokens close in time (one actor with several stolen credentials);
+5. the same rightful holder (owner or delegate) of tokens minted by exchanges that the same
+   client requested at the same issuer, close in time: the fault is that issuer's exchange
+   policy, not the holder.
+
+"Close in time" means the findings' activity intervals are at most `window` apart (default
+one hour). Links are transitive (connected components). Incidents that share a network address
+or a token without being linked above are listed as `related`, not merged: an intruder using
+three different stolen credentials from one address is three credentials to revoke, each with
+its own cause, and the shared address is said on each of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import duckdb
+
+from .findings import Finding
+from .output import iso
+
+DEFAULT_WINDOW = timedelta(hours=1)
+SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+
+# Finding facts the links need: the pair's class, the token's parent and how it was minted,
+# and the addresses and sessions of the evidence events (event ids are source_id:line).
+_FACTS_SQL = """
+CREATE OR REPLACE TEMP TABLE _tt_inc_f AS
+WITH ev AS (
+    SELECT f.id, regexp_extract(u.eid, '^(.*):([0-9]+)$', 1) AS source_id,
+           TRY_CAST(regexp_extract(u.eid, '^(.*):([0-9]+)$', 2) AS BIGINT) AS line
+    FROM findings f, unnest(f.event_ids) AS u(eid)
+), evf AS (
+    SELECT ev.id,
+           list(DISTINCT e.src_ip) FILTER (WHERE e.src_ip IS NOT NULL) AS addresses,
+           list(DISTINCT e.session_id) FILTER (WHERE e.session_id IS NOT NULL) AS sessions
+    FROM ev JOIN events e ON e.source_id = ev.source_id AND e.line = ev.line
+    GROUP BY ev.id
+), lk AS (
+    SELECT child_key, any_value(parent_key) AS parent_key, any_value(kind) AS link_kind,
+           any_value(requested_by) AS requested_by
+    FROM links GROUP BY child_key
+)
+SELECT f.id, f.rule, f.severity, f.token_key, f.holder_id, f.first_seen, f.last_seen,
+       th.classification AS pair_class, lk.parent_key, lk.link_kind, lk.requested_by,
+       t.issuer, coalesce(evf.addresses, []) AS addresses, coalesce(evf.sessions, []) AS sessions
+FROM findings f
+LEFT JOIN token_holders th ON th.token_key = f.token_key AND th.holder_id = f.holder_id
+LEFT JOIN tokens t ON t.token_key = f.token_key
+LEFT JOIN lk ON lk.child_key = f.token_key
+LEFT JOIN evf ON evf.id = f.id
+"""
+
+_EDGES_SQL = """
+CREATE OR REPLACE TEMP TABLE _tt_inc_edges AS
+WITH p AS (
+    SELECT x.id AS a, y.id AS b, x.token_key AS ta, y.token_key AS tb, x.holder_id AS h,
+           x.first_seen <= y.last_seen + ?::INTERVAL
+             AND y.first_seen <= x.last_seen + ?::INTERVAL AS close,
+           x.parent_key AS pa, y.parent_key AS pb, x.link_kind AS ka, y.link_kind AS kb,
+           x.requested_by AS ra, y.requested_by AS rb, x.issuer AS ia, y.issuer AS ib,
+           x.pair_class AS ca, y.pair_class AS cb,
+           list_intersect(x.sessions, y.sessions) AS sessions
+    FROM _tt_inc_f x JOIN _tt_inc_f y ON x.id < y.id AND x.holder_id = y.holder_id
+)
+SELECT a, b, 'same token ' || ta || ' presented by the same holder ' || h AS reason
+FROM p WHERE ta = tb
+UNION ALL
+SELECT a, b, 'same holder ' || h || '; token '
+       || CASE WHEN pa = tb THEN ta || ' was minted from ' || tb
+               ELSE tb || ' was minted from ' || ta END
+FROM p WHERE ta <> tb AND close AND (pa = tb OR pb = ta)
+UNION ALL
+SELECT a, b, 'same holder ' || h || ' in the same session ' || sessions[1]
+FROM p WHERE ta <> tb AND close AND len(sessions) > 0
+UNION ALL
+SELECT a, b, 'the same outside holder ' || h || ' presented ' || ta || ' and ' || tb
+       || ' (it owns neither)'
+FROM p WHERE ta <> tb AND close
+  AND coalesce(ca, 'stolen') NOT IN ('owner', 'delegate', 'transport', 'forwarded')
+  AND coalesce(cb, 'stolen') NOT IN ('owner', 'delegate', 'transport', 'forwarded')
+UNION ALL
+SELECT a, b, 'exchanges requested by ' || ra || ' at ' || coalesce(ia, '?')
+       || ' minted ' || ta || ' and ' || tb || ' for their rightful holder ' || h
+       || ': the fault is the exchange, not the holder'
+FROM p WHERE ta <> tb AND close AND ka = 'exchange' AND kb = 'exchange'
+  AND ra = rb AND ia IS NOT DISTINCT FROM ib
+  AND ca IN ('owner', 'delegate') AND cb IN ('owner', 'delegate')
+"""
+
+# Connected components: every finding reaches itself and its linked findings; an incident is
+# named by the smallest finding id it reaches. UNION (not UNION ALL) makes the recursion stop.
+_COMPONENTS_SQL = """
+WITH RECURSIVE und AS (
+    SELECT a, b FROM _tt_inc_edges UNION SELECT b, a FROM _tt_inc_edges
+), reach(a, b) AS (
+    SELECT id, id FROM _tt_inc_f
+    UNION
+    SELECT r.a, u.b FROM reach r JOIN und u ON u.a = r.b
+)
+SELECT a AS finding_id, min(b) AS root FROM reach GROUP BY a
+"""
+
+
+@dataclass
+class Incident:
+    id: str
+    title: str
+    severity: str
+    first_seen: str | None
+    last_seen: str | None
+    findings: list[str]
+    rules: list[str]
+    tokens: list[str]
+    holders: list[str]
+    addresses: list[str]
+    reasons: list[str]
+    related: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def incident_id(finding_ids: list[str]) -> str:
+    """Stable across runs on the same input: a hash of the member finding ids."""
+    text = "\x1f".join(sorted(finding_ids))
+    return "TTI-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _window_text(window: timedelta) -> str:
+    seconds = int(window.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def build_incidents(con: duckdb.DuckDBPyConnection, findings: list[Finding], *,
+                    window: timedelta = DEFAULT_WINDOW) -> list[Incident]:
+    """Group the case's findings (the `findings` table the rules wrote) into incidents, set
+    each Finding's `incident`, store `incidents` and `finding_incidents` tables, and return
+    the incidents most severe first, then earliest first."""
+    con.execute(_FACTS_SQL)
+    interval = f"{int(window.total_seconds())} seconds"
+    con.execute(_EDGES_SQL, [interval, interval])
+    roots = dict(con.execute(_COMPONENTS_SQL).fetchall())
+    edges = con.execute("SELECT a, b, reason FROM _tt_inc_edges ORDER BY a, b, reason").fetchall()
+    facts = {r[0]: r for r in con.execute(
+        "SELECT id, addresses, token_key, holder_id FROM _tt_inc_f").fetchall()}
+
+    by_id = {f.id: f for f in findings}
+    members: dict[str, list[str]] = {}
+    for fid, root in roots.items():
+        members.setdefault(root, []).append(fid)
+    incidents: list[Incident] = []
+    of_finding: dict[str, str] = {}
+    for ids in members.values():
+        ids.sort()
+        iid = incident_id(ids)
+        group = [by_id[i] for i in ids if i in by_id]
+        if not group:
+            continue
+        group.sort(key=lambda f: (SEVERITY_ORDER.index(f.severity), f.first_seen or "", f.rule))
+        lead = group[0]
+        idset = set(ids)
+        reasons = sorted({reason for a, b, reason in edges if a in idset and b in idset})
+        if len(ids) == 1:
+            reasons = [f"a single finding: no other finding has its holder with the same or a "
+                       f"derived token, the same session or exchange within {_window_text(window)}"]
+        addresses = sorted({a for i in ids if i in facts for a in (facts[i][1] or [])})
+        holder = lead.holder.get("id") or ""
+        title = f"{lead.title} ({holder})" if holder else lead.title
+        incidents.append(Incident(
+            id=iid, title=title, severity=lead.severity,
+            first_seen=min((f.first_seen for f in group if f.first_seen), default=None),
+            last_seen=max((f.last_seen for f in group if f.last_seen), default=None),
+            findings=[f.id for f in group],
+            rules=sorted({f.rule for f in group}),
+            tokens=sorted({f.token.get("key") for f in group if f.token.get("key")}),
+            holders=sorted({f.holder.get("id") for f in group if f.holder.get("id")}),
+            addresses=addresses, reasons=reasons,
+        ))
+        for i in ids:
+            of_finding[i] = iid
+    _relate(incidents)
+    incidents.sort(key=lambda i: (SEVERITY_ORDER.index(i.severity), i.first_seen or "", i.id))
+    rank = {inc.id: n for n, inc in enumerate(incidents)}
+    for inc in incidents:  # a shared token first (the closer tie), then in report order
+        inc.related.sort(key=lambda r: ("same token" not in r["reason"], rank[r["id"]]))
+    for f in findings:
+        f.incident = of_finding.get(f.id)
+    _store(con, incidents)
+    return incidents
+
+
+def _relate(incidents: list[Incident]) -> None:
+    """Incidents sharing a holder, a token or an address without a link above: say so on
+    each, but keep them apart."""
+    for inc in incidents:
+        for other in incidents:
+            if other is inc:
+                continue
+            why = []
+            for label, mine, theirs in (("holder", inc.holders, other.holders),
+                                        ("token", inc.tokens, other.tokens),
+                                        ("address", inc.addresses, other.addresses)):
+                shared = sorted(set(mine) & set(theirs))
+                if shared:
+                    why.append(f"same {label} " + ", ".join(shared))
+            if why:
+                inc.related.append({"id": other.id, "reason": "; ".join(why)})
+
+
+def _store(con: duckdb.DuckDBPyConnection, incidents: list[Incident]) -> None:
+    con.execute("""CREATE OR REPLACE TABLE incidents (
+        incident_id VARCHAR, title VARCHAR, severity VARCHAR, first_seen TIMESTAMPTZ,
+        last_seen TIMESTAMPTZ, findings VARCHAR[], rules VARCHAR[], tokens VARCHAR[],
+        holders VARCHAR[], addresses VARCHAR[], reasons VARCHAR[], related VARCHAR[])""")
+    con.execute("CREATE OR REPLACE TABLE finding_incidents (finding_id VARCHAR, incident_id VARCHAR)")
+    if not incidents:
+        return
+    con.executemany("INSERT INTO incidents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        [i.id, i.title, i.severity, i.first_seen, i.last_seen, i.findings, i.rules, i.tokens,
+         i.holders, i.addresses, i.reasons, [r["id"] for r in i.related]] for i in incidents])
+    con.executemany("INSERT INTO finding_incidents VALUES (?, ?)",
+                    [[f, i.id] for i in incidents for f in i.findings])
+
+
+def incident_time_range(incidents: list[Incident]) -> tuple[str | None, str | None]:
+    firsts = [i.first_seen for i in incidents if i.first_seen]
+    lasts = [i.last_seen for i in incidents if i.last_seen]
+    return (min(firsts) if firsts else None, max(lasts) if lasts else None)
+
+
+__all__ = ["DEFAULT_WINDOW", "Incident", "build_incidents", "incident_id", "iso"]
