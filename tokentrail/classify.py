@@ -60,6 +60,18 @@ def _name_of(x: str) -> str:
             f"THEN substr({x}, strpos({x}, ':') + 1) ELSE {x} END")
 
 
+def _norm_name(x: str) -> str:
+    """A name compared across namespaces: lowercase, runs of other characters as one '-'
+    (an IdP app labelled "Orders Sync" and the service account orders-sync)."""
+    return f"trim(regexp_replace(lower({x}), '[^a-z0-9]+', '-', 'g'), '-')"
+
+
+def _net24(ip: str) -> str:
+    """The /24 of an IPv4 address (an egress pool's granularity), else the address itself."""
+    return (f"CASE WHEN regexp_full_match({ip}, '\\d+\\.\\d+\\.\\d+\\.\\d+') "
+            f"THEN regexp_replace({ip}, '\\.\\d+$', '') ELSE {ip} END")
+
+
 def _private(ip: str) -> str:
     tests = " OR ".join(f"starts_with({ip}, '{p}')" for p in _PRIVATE_PREFIXES)
     rfc1918_172 = (f"(starts_with({ip}, '172.') AND TRY_CAST(split_part({ip}, '.', 2) AS INTEGER) "
@@ -73,6 +85,7 @@ def classification_sql(policy: PolicySQL) -> str:
     intended_w = policy.of(policy.workload_of, "t.issued_to_holder")
     actor_w = policy.of(policy.workload_of, "t.current_actor")
     client_w = policy.of(policy.workload_of, "'client:' || t.client_id")
+    name_w = policy.of(policy.workload_of, "'client:' || t.client_name")
     skew = f"INTERVAL {int(policy.skew_seconds)} SECOND"
     # How the presenter matches the identity the token was issued / bound to (NULL: no match).
     owner_match = f"""CASE
@@ -84,7 +97,11 @@ def classification_sql(policy: PolicySQL) -> str:
         WHEN t.client_id IS NOT NULL AND {h} = 'client:' || t.client_id THEN 'presenter is the client the token was issued to'
         WHEN t.client_id IS NOT NULL AND th.holder_tier IN ('spiffe', 'workload')
              AND {_name_of(h)} = t.client_id THEN 'presenter ' || {h} || ' is named for client ' || t.client_id
-        WHEN {w} IS NOT NULL AND {w} IN ({intended_w}, {client_w}) THEN 'presenter belongs to workload ' || {w} || ' (policy), the token''s holder'
+        WHEN t.client_name IS NOT NULL AND th.holder_tier IN ('spiffe', 'workload')
+             AND {_norm_name(_name_of(h))} = {_norm_name('t.client_name')}
+             THEN 'presenter ' || {h} || ' is named for the issuing app "' || t.client_name || '" ('
+                  || coalesce('client ' || t.client_id, 'issuance') || ', identity provider log)'
+        WHEN {w} IS NOT NULL AND {w} IN ({intended_w}, {client_w}, {name_w}) THEN 'presenter belongs to workload ' || {w} || ' (policy), the token''s holder'
         WHEN th.holder_tier = 'network' AND t.issued_ip IS NOT NULL AND {_holder_ip(h)} = t.issued_ip
              THEN 'presented from the address that obtained it (' || t.issued_ip || ')'
         END"""
@@ -154,6 +171,17 @@ WITH facts AS (
          t.client_id AS t_client_id, t.current_actor AS t_actor, t.holders AS t_holders,
          t.issue_kind AS t_issue_kind, t.pod AS t_pod, t.host AS t_host, l.kind AS link_kind,
          t.issued_ip AS t_issued_ip, coalesce(p.presenters, 1) AS t_presenters,
+         coalesce(p.nets, 1) AS t_nets, {_net24(ip)} AS holder_net,
+         coalesce(tt_ua_family(th.user_agents[1]) = tt_ua_family(t.issued_user_agent)
+                  AND len(th.user_agents) = 1, false) AS same_ua_as_issuance,
+         coalesce(th.first_seen - t.issued_at BETWEEN INTERVAL 0 SECOND AND INTERVAL 300 SECOND, false)
+             AS used_right_after_issuance,
+         coalesce(t.issued_ip IS NOT NULL AND {_private('t.issued_ip')}, false) AS issued_inside,
+         coalesce(NOT EXISTS (SELECT 1 FROM _tt_client_nets cn WHERE cn.client_id = t.client_id
+                              AND cn.token_key <> th.token_key)
+                  OR EXISTS (SELECT 1 FROM _tt_client_nets cn WHERE cn.client_id = t.client_id
+                             AND cn.token_key <> th.token_key AND cn.net = {_net24(ip)}), true)
+             AS in_owner_nets,
          {_same_v4_net(ip, 't.issued_ip')} AS near_issued_ip,
          {pod_match} AS pod_match,
          coalesce(th.holder_tier = 'network' AND {_private(ip)} AND count(*) FILTER (
@@ -165,7 +193,10 @@ WITH facts AS (
              FROM links GROUP BY child_key) l ON l.child_key = th.token_key
   -- distinct presenters, one per address whatever its user agents (two SDKs on one host)
   LEFT JOIN (SELECT token_key, count(DISTINCT CASE WHEN starts_with(holder_id, 'ip:')
-                    THEN split_part(holder_id, '/', 1) ELSE holder_id END) AS presenters
+                    THEN split_part(holder_id, '/', 1) ELSE holder_id END) AS presenters,
+                    -- one egress pool: every presenter an address of one /24
+                    count(DISTINCT CASE WHEN starts_with(holder_id, 'ip:')
+                    THEN {_net24("split_part(substr(holder_id, 4), '/', 1)")} ELSE holder_id END) AS nets
              FROM token_holders GROUP BY token_key) p ON p.token_key = th.token_key
 ), decided AS (
   SELECT *,
@@ -204,7 +235,11 @@ WITH facts AS (
       -- than a SPIFFE ID or certificate unless a policy alias or the issuance joins them.
       WHEN t_presenters = 1 AND owner_match IS NULL AND actor_match IS NULL AND NOT delegated
            AND (holder_tier = 'network' AND t_issued_ip IS NULL
-                OR holder_tier <> 'network' AND t_issue_kind IS NULL AND forward_subtype IS NULL)
+                OR holder_tier <> 'network' AND forward_subtype IS NULL
+                   -- no issuance, or one that names its holder in another namespace than the
+                   -- presenter's (client id vs SPIFFE ID): the issuance ties nothing to it
+                   AND (t_issue_kind IS NULL OR intended_holder_id IS NULL
+                        OR split_part(intended_holder_id, ':', 1) <> split_part(holder_id, ':', 1)))
         THEN ['unknown', '0.3', 'sole presenter ' || holder_id || '; the case does not tie it to '
               || coalesce(intended_holder_id, 'the token''s issuance') || ' (an alias in the policy, '
               || 'or the identity provider''s log, would)']
@@ -215,6 +250,15 @@ WITH facts AS (
       WHEN holder_tier = 'network' AND near_issued_ip
         THEN ['suspicious', '0.3', 'presented from ' || holder_id || ', in the same /24 as the '
               || 'address that obtained it (' || t_issued_ip || '): an egress pool or NAT']
+      -- Obtained inside, used only from one public /24 by the fleet's own user agent right
+      -- after issuance, nobody else holding it, and not a network the client's other tokens
+      -- avoid: the fleet's egress pool (NAT gateway) as often as a theft. Nothing contrasts it.
+      WHEN external AND NOT in_nat AND t_nets = 1 AND issued_inside AND same_ua_as_issuance
+           AND used_right_after_issuance AND in_owner_nets
+        THEN ['suspicious', '0.3', 'sole presenter ' || holder_id || ' (one /24, ' || holder_net
+              || '.0/24), same user agent as the issuance from inside (' || t_issued_ip
+              || ') and first use within 5 minutes of it: likely the fleet''s egress pool; '
+              || 'no other holder to contrast']
       WHEN external AND NOT in_nat
         THEN ['stolen', CASE WHEN t_holders > 1 THEN '0.75' ELSE '0.7' END,
               'unknown external holder ' || holder_id || ' presented a bearer token issued to '
@@ -256,6 +300,17 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
         WHERE th.holder_id = t.issued_to_holder OR th.holder_id = 'client:' || t.client_id
            OR th.holder_id = t.current_actor
            OR (th.holder_tier IN ('spiffe', 'workload') AND {_name_of(h)} = t.client_id)
+           OR (th.holder_tier IN ('spiffe', 'workload') AND t.client_name IS NOT NULL
+               AND {_norm_name(_name_of(h))} = {_norm_name('t.client_name')})
+    """)
+    # Public /24s each client's tokens were presented from (the owner's usual networks).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _tt_client_nets AS
+        SELECT DISTINCT t.client_id, th.token_key,
+               {_net24("split_part(substr(th.holder_id, 4), '/', 1)")} AS net
+        FROM token_holders th JOIN tokens t USING (token_key)
+        WHERE t.client_id IS NOT NULL AND starts_with(th.holder_id, 'ip:')
+          AND NOT {_private("split_part(substr(th.holder_id, 4), '/', 1)")}
     """)
     # Ask the policy once per distinct identity, not once per use in the CASE below: each
     # lookup is a join, and the classification mentions a workload a dozen times.
@@ -269,7 +324,8 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
                 SELECT holder_id AS id FROM token_holders
                 UNION ALL SELECT issued_to_holder FROM tokens
                 UNION ALL SELECT current_actor FROM tokens
-                UNION ALL SELECT 'client:' || client_id FROM tokens) WHERE id IS NOT NULL)
+                UNION ALL SELECT 'client:' || client_id FROM tokens
+                UNION ALL SELECT 'client:' || client_name FROM tokens) WHERE id IS NOT NULL)
     """)
     cached = PolicySQL(
         workload_of="(SELECT workload FROM _tt_ids WHERE id = {h})",

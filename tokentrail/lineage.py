@@ -28,7 +28,11 @@ WITH issuance AS (
            arg_min(src_ip, ts) AS issued_ip,
            arg_min(client_id, ts) AS issued_client_id,
            arg_min(parent_token_key, ts) AS parent_token_key,
-           arg_min(format, ts) AS issued_by_format
+           arg_min(format, ts) AS issued_by_format,
+           arg_min(user_agent, ts) AS issued_user_agent,
+           -- the issuing app's display name when the IdP logs it (Okta actor.displayName)
+           arg_min(extra->>'client_name', ts) FILTER (WHERE extra->>'client_name' IS NOT NULL)
+               AS client_name
     FROM events
     WHERE kind IN {ISSUANCE_KINDS} AND token_key IS NOT NULL
       AND coalesce(outcome, 'success') <> 'failure'
@@ -72,7 +76,8 @@ SELECT s.token_key, s.token_id, s.token_fp, s.issuer, s.subject,
        i.issue_kind, i.issued_at, i.issue_event_id, i.issued_to_holder, i.issued_to_tier,
        i.issued_ip, i.parent_token_key, i.issued_by_format,
        r.revoked_at, r.revoke_event_id,
-       s.first_seen, s.last_seen, s.uses, s.holders, s.raw_token_logged, s.formats
+       s.first_seen, s.last_seen, s.uses, s.holders, s.raw_token_logged, s.formats,
+       i.issued_user_agent, i.client_name
 FROM seen s
 LEFT JOIN issuance i USING (token_key)
 LEFT JOIN revocation r USING (token_key)

@@ -1,0 +1,139 @@
+"""Issue 16: owners behind an IdP with generated client ids, and one egress pool, are not
+forwarders or thieves. Okta side: tests/fixtures/okta-mesh (see its README)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import FIXTURES
+
+from tokentrail import Case
+from tokentrail.analyse import analyse
+from tokentrail.ingest import ingest
+
+GRANT = FIXTURES / "okta-mesh" / "cc-grant.json"
+AT = "AT.cc7Hq2Wm9Xz4Lp1Rt6Yv3Bn8Kd5Fs0Gj2Ue7Io4Pa9Q"
+SVC = "0oa2svc8PqRt3LmN90g7"
+ORDERS = "spiffe://acme.example/ns/shop/sa/orders-sync"
+OTHER = "spiffe://acme.example/ns/shop/sa/reporting"
+
+
+def _scan(tmp_path: Path, gateway: list[dict[str, object]], okta: Path | None = GRANT):
+    gw = tmp_path / "gw.jsonl"
+    gw.write_text("".join(json.dumps(e) + "\n" for e in gateway))
+    with Case() as case:
+        if okta is not None:
+            ingest(case, [str(okta)], format_name="okta")
+        ingest(case, [str(gw)], format_name="tokentrail")
+        analysis = analyse(case.con)
+        rows = case.query("SELECT token_key, holder_id, classification, confidence, reasons "
+                          "FROM token_holders")[1]
+    return ({(r[0], r[1]): (r[2], r[3], r[4]) for r in rows},
+            {(f.rule, f.holder.get("id")) for f in analysis.findings})
+
+
+def use(ts: str, **more: object) -> dict[str, object]:
+    return {"ts": f"2026-11-02T09:{ts}Z", "kind": "use", "token_id": AT, "resource": "orders-api",
+            "status": 200, **more}
+
+
+def test_mesh_identity_named_for_the_issuing_app_is_the_owner(tmp_path):
+    got, findings = _scan(tmp_path, [use("00:02", peer_spiffe=ORDERS, request_id="g-1"),
+                                     use("00:40", peer_spiffe=ORDERS, request_id="g-2")])
+    cls, conf, reasons = got[(AT, ORDERS)]
+    assert cls == "owner" and conf >= 0.9
+    assert any('issuing app "Orders Sync"' in r and SVC in r for r in reasons)
+    assert not findings
+
+
+def test_lone_presenter_the_issuance_does_not_name_is_unknown_not_forwarded(tmp_path):
+    # The app label names another workload: nothing ties the only presenter to the grant,
+    # nothing contradicts it either.
+    got, findings = _scan(tmp_path, [use("00:02", peer_spiffe=OTHER)])
+    assert got[(AT, OTHER)][:2] == ("unknown", 0.3)
+    assert not {r for r, _ in findings} & {"TT001", "TT004"}
+
+
+def test_second_mesh_presenter_of_the_apps_token_is_still_forwarded(tmp_path):
+    got, findings = _scan(tmp_path, [use("00:02", peer_spiffe=ORDERS, request_id="g-1"),
+                                     use("00:30", peer_spiffe=OTHER, request_id="g-2")])
+    assert got[(AT, ORDERS)][0] == "owner"
+    assert got[(AT, OTHER)][0] == "forwarded"
+    assert ("TT001", OTHER) in findings
+
+
+def test_policy_alias_of_the_app_name_makes_the_owner(tmp_path):
+    from tokentrail.policy import parse_policy
+
+    policy = parse_policy(f"""
+[[workloads]]
+name = "orders"
+identifiers = ["client:Orders Sync", "{OTHER}"]
+""", file="policy.toml")
+    gw = tmp_path / "gw.jsonl"
+    gw.write_text(json.dumps(use("00:02", peer_spiffe=OTHER)) + "\n")
+    with Case() as case:
+        ingest(case, [str(GRANT)], format_name="okta")
+        ingest(case, [str(gw)], format_name="tokentrail")
+        analyse(case.con, policy=policy, rules=[])
+        cls = case.query("SELECT classification FROM token_holders")[1][0][0]
+    assert cls == "owner"
+
+
+# --- 16.2: one egress pool ------------------------------------------------------------------
+
+def ev(ts: str, kind: str, token: str, **more: object) -> dict[str, object]:
+    return {"ts": f"2026-11-02T09:{ts}Z", "kind": kind, "token_id": token, **more}
+
+
+def _classes(tmp_path: Path, events: list[dict[str, object]]):
+    return _scan(tmp_path, events, okta=None)
+
+
+FLEET_UA = "orders-worker/3.2 (+python-httpx)"
+
+
+def test_token_from_inside_used_only_from_one_egress_pool_is_suspicious(tmp_path):
+    got, findings = _classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="orders", src_ip="10.20.3.14", user_agent=FLEET_UA),
+        ev("00:01", "use", "t1", src_ip="198.51.100.20", user_agent=FLEET_UA, request_id="a"),
+        ev("00:09", "use", "t1", src_ip="198.51.100.23", user_agent=FLEET_UA, request_id="b"),
+    ])
+    for ip in ("198.51.100.20", "198.51.100.23"):
+        cls, conf, reasons = got[("t1", f"ip:{ip}/orders-worker")]
+        assert cls == "suspicious" and conf <= 0.3
+        assert any("198.51.100.0/24" in r for r in reasons)
+    assert not {r for r, _ in findings} & {"TT004", "TT015"}
+
+
+def test_egress_pool_contrast_keeps_stolen(tmp_path):
+    # another user agent: not the fleet
+    got, _ = _classes(tmp_path, [
+        ev("00:00", "issue", "t1", client_id="orders", src_ip="10.20.3.14", user_agent=FLEET_UA),
+        ev("00:01", "use", "t1", src_ip="198.51.100.20", user_agent="curl/8.5"),
+    ])
+    assert got[("t1", "ip:198.51.100.20/curl")][0] == "stolen"
+    # two pools
+    got, _ = _classes(tmp_path, [
+        ev("00:00", "issue", "t2", client_id="orders", src_ip="10.20.3.14", user_agent=FLEET_UA),
+        ev("00:01", "use", "t2", src_ip="198.51.100.20", user_agent=FLEET_UA),
+        ev("00:02", "use", "t2", src_ip="203.0.113.9", user_agent=FLEET_UA),
+    ])
+    assert {got[("t2", "ip:198.51.100.20/orders-worker")][0],
+            got[("t2", "ip:203.0.113.9/orders-worker")][0]} == {"stolen"}
+    # first use an hour later
+    got, _ = _classes(tmp_path, [
+        ev("00:00", "issue", "t3", client_id="orders", src_ip="10.20.3.14", user_agent=FLEET_UA),
+        {"ts": "2026-11-02T10:05:00Z", "kind": "use", "token_id": "t3",
+         "src_ip": "198.51.100.20", "user_agent": FLEET_UA},
+    ])
+    assert got[("t3", "ip:198.51.100.20/orders-worker")][0] == "stolen"
+    # the client's other tokens always leave through another pool
+    got, _ = _classes(tmp_path, [
+        ev("00:00", "issue", "t4", client_id="orders", src_ip="10.20.3.14", user_agent=FLEET_UA),
+        ev("00:01", "use", "t4", src_ip="192.0.2.10", user_agent=FLEET_UA),
+        ev("01:00", "issue", "t5", client_id="orders", src_ip="10.20.3.14", user_agent=FLEET_UA),
+        ev("01:01", "use", "t5", src_ip="198.51.100.20", user_agent=FLEET_UA),
+    ])
+    assert got[("t5", "ip:198.51.100.20/orders-worker")][0] == "stolen"
