@@ -137,3 +137,49 @@ def test_egress_pool_contrast_keeps_stolen(tmp_path):
         ev("01:01", "use", "t5", src_ip="198.51.100.20", user_agent=FLEET_UA),
     ])
     assert got[("t5", "ip:198.51.100.20/orders-worker")][0] == "stolen"
+
+
+def test_okta_address_chain_through_a_proxy_names_the_originating_client(tmp_path):
+    """Issue 11.1: request.ipChain lists clientIp, proxy1, ... (Okta LogRequest); the holder is
+    the originating client, so the proxy's address is not taken for the presenter."""
+    grant = json.loads(GRANT.read_text())[0]
+    grant["client"]["ipAddress"] = "192.0.2.200"  # the corporate proxy Okta saw
+    grant["request"]["ipChain"] = [{"ip": "10.20.3.14", "version": "V4", "source": None},
+                                   {"ip": "192.0.2.200", "version": "V4", "source": None}]
+    grant["debugContext"]["debugData"]["clientAuthType"] = "none"
+    log = tmp_path / "okta.json"
+    log.write_text(json.dumps([grant]))
+    with Case() as case:
+        ingest(case, [str(log)], format_name="okta")
+        row = case.query("SELECT src_ip, holder_id, extra->>'proxy_ip', extra->>'ip_chain' "
+                         "FROM events")[1][0]
+    assert row[0] == "10.20.3.14" and row[1] == "ip:10.20.3.14/okta-sdk-python"
+    assert row[2] == "192.0.2.200" and "192.0.2.200" in row[3]
+
+
+def test_certificate_bound_token_without_a_certificate_is_a_broken_binding(tmp_path):
+    """Issue 11.4 (RFC 8705 §3): a cnf.x5t#S256 token presented with no client certificate, in
+    a log that records certificates, is a broken binding (TT005); in a log that never records
+    certificates (a hop after TLS termination) the absence says nothing."""
+    mtls = tmp_path / "edge.jsonl"
+    mtls.write_text("".join(json.dumps(e) + "\n" for e in [
+        ev("00:00", "issue", "b1", client_id="payments", cnf_x5t="CERT1"),
+        ev("00:01", "use", "b1", cnf_x5t="CERT1", peer_x5t="CERT1", src_ip="10.9.0.4",
+           request_id="m-1"),
+        ev("00:05", "use", "b1", cnf_x5t="CERT1", src_ip="198.51.100.66",
+           user_agent="curl/8.5", request_id="m-2"),
+    ]))
+    inner = tmp_path / "inner.jsonl"  # a log without certificates at all
+    inner.write_text(json.dumps(ev("00:02", "use", "b1", cnf_x5t="CERT1", src_ip="10.9.7.7",
+                                   user_agent="envoy/1.30", request_id="i-1")) + "\n")
+    with Case() as case:
+        ingest(case, [str(mtls), str(inner)], format_name="tokentrail")
+        analysis = analyse(case.con)
+        got = {r[0]: (r[1], r[2]) for r in case.query(
+            "SELECT holder_id, classification, reasons FROM token_holders")[1]}
+    assert got["x5t:CERT1"][0] == "owner"
+    cls, reasons = got["ip:198.51.100.66/curl"]
+    assert cls == "stolen" and "no client certificate" in reasons[0]
+    assert got["ip:10.9.7.7/envoy"][0] != "stolen"
+    tt005 = {f.holder.get("id") for f in analysis.findings if f.rule == "TT005"}
+    assert tt005 == {"ip:198.51.100.66/curl"}

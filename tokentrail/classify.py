@@ -116,7 +116,7 @@ def classification_sql(policy: PolicySQL) -> str:
                  "OR (l.kind = 'role-chain' AND starts_with(l.parent_key, 'ASIA')))")
     exchange_logged = "(t.issue_kind = 'exchange' OR l.kind IN ('exchange', 'role-chain'))"
     binding_broken = ("((t.cnf_jkt IS NOT NULL OR t.cnf_x5t IS NOT NULL) AND "
-                      "(th.bound_as_bearer > 0 OR th.dpop_unproven > 0 OR th.cert_mismatch > 0))")
+                      "(th.bound_as_bearer > 0 OR th.dpop_unproven > 0 OR th.cert_mismatch > 0 OR th.cert_absent > 0))")
     late = (f"((th.max_after_exp IS NOT NULL AND th.max_after_exp > {skew}) OR "
             f"(th.max_after_revoke IS NOT NULL AND th.max_after_revoke > {skew}))")
     late_reason = (f"CASE WHEN th.max_after_revoke > {skew} THEN 'used ' || CAST(th.max_after_revoke AS VARCHAR) "
@@ -212,6 +212,7 @@ WITH facts AS (
         THEN ['stolen', '0.95', 'bound token presented without its key: '
               || CASE WHEN bound_as_bearer > 0 THEN 'sent with the Bearer scheme'
                       WHEN cert_mismatch > 0 THEN 'client certificate differs from cnf.x5t#S256'
+                      WHEN cert_absent > 0 THEN 'no client certificate, in a log that records them (cnf.x5t#S256)'
                       ELSE 'no DPoP proof from the bound key' END]
       WHEN late AND owner_match IS NULL AND actor_match IS NULL
         THEN ['stolen', '0.85', late_reason || ' by a holder that never received it']

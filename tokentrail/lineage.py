@@ -104,6 +104,8 @@ WITH p AS (
     SELECT e.event_id, e.token_key, e.holder_id, e.holder_tier, e.kind, e.ts, e.request_id,
            e.trace_id, e.path, e.resource, e.src_ip, e.user_agent, e.auth_scheme, e.format,
            e.proof_jkt, e.proof_jti, e.peer_x5t,
+           -- the source records client certificates (a missing one is evidence there)
+           e.source_id IN (SELECT source_id FROM events WHERE peer_x5t IS NOT NULL) AS logs_certs,
            t.exp AS t_exp, t.revoked_at AS t_revoked_at, t.cnf_jkt AS t_cnf_jkt,
            t.cnf_x5t AS t_cnf_x5t,
            -- Request and trace ids come from the client: only a presenter that can be a hop
@@ -160,6 +162,8 @@ SELECT p.token_key, p.holder_id,
                         AND (p.proof_jkt IS NULL OR p.proof_jkt <> p.t_cnf_jkt)) AS dpop_unproven,
        count(*) FILTER (WHERE p.t_cnf_x5t IS NOT NULL AND p.kind = 'use' AND p.peer_x5t IS NOT NULL
                         AND p.peer_x5t <> p.t_cnf_x5t) AS cert_mismatch,
+       count(*) FILTER (WHERE p.t_cnf_x5t IS NOT NULL AND p.kind = 'use' AND p.peer_x5t IS NULL
+                        AND p.logs_certs) AS cert_absent,
        count(*) FILTER (WHERE p.t_cnf_jkt IS NOT NULL AND p.auth_scheme = 'Bearer')
            AS bound_as_bearer,
        -- time evidence, with the skew allowance applied by the classifier
