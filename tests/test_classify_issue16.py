@@ -183,3 +183,27 @@ def test_certificate_bound_token_without_a_certificate_is_a_broken_binding(tmp_p
     assert got["ip:10.9.7.7/envoy"][0] != "stolen"
     tt005 = {f.holder.get("id") for f in analysis.findings if f.rule == "TT005"}
     assert tt005 == {"ip:198.51.100.66/curl"}
+
+
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+
+
+def test_second_device_that_signed_in_to_the_session_is_benign_a_refresh_is_not(tmp_path):
+    """Issue 11.1/11.2: Okta externalSessionId ties a user's sign-ins; an address that signed in
+    to the token's session itself (the user's phone on another carrier address) is the owner,
+    an address that only redeemed a refresh token in that session is not."""
+    sid = "102N1EKyPFERROGvK9wizMAPQ"
+    got, findings = _classes(tmp_path, [
+        ev("00:00", "login", None, session_id=sid, src_ip="203.0.113.10", user_agent=PHONE),
+        ev("00:01", "issue", "a1", client_id="0oaSPA", session_id=sid, src_ip="203.0.113.10",
+           user_agent=PHONE),
+        ev("05:00", "login", None, session_id=sid, src_ip="198.51.100.77", user_agent=PHONE),
+        ev("05:02", "use", "a1", src_ip="198.51.100.77", user_agent=PHONE),
+        # a refresh in the session from an address that never signed in, then its use
+        ev("09:00", "refresh", "a2", client_id="0oaSPA", session_id=sid, src_ip="192.0.2.66",
+           user_agent="python-requests/2.31"),
+        ev("09:01", "use", "a1", src_ip="192.0.2.66", user_agent="python-requests/2.31"),
+    ])
+    cls, conf, reasons = got[("a1", "ip:198.51.100.77/mozilla")]
+    assert (cls, conf) == ("owner", 0.6) and sid in reasons[0]
+    assert got[("a1", "ip:192.0.2.66/python-requests")][0] == "stolen"

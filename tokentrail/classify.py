@@ -184,6 +184,12 @@ WITH facts AS (
              AS in_owner_nets,
          {_same_v4_net(ip, 't.issued_ip')} AS near_issued_ip,
          {pod_match} AS pod_match,
+         (SELECT 'address ' || sl.src_ip || ' signed in to the token''s identity-provider session '
+                 || sl.session_id || ' itself (' || sl.event_id || ', same user agent family)'
+          FROM _tt_session_logins sl
+          WHERE sl.session_id = t.issued_session_id AND sl.src_ip = {ip}
+            AND sl.ua IS NOT DISTINCT FROM tt_ua_family(th.user_agents[1])
+            AND len(th.user_agents) <= 1 LIMIT 1) AS session_login,
          coalesce(th.holder_tier = 'network' AND {_private(ip)} AND count(*) FILTER (
              WHERE th.holder_tier = 'network' AND {_private(ip)}) OVER (PARTITION BY th.token_key) = 1,
              false) AS sole_internal
@@ -228,6 +234,10 @@ WITH facts AS (
         THEN ['owner', '0.8', pod_match]
       WHEN relayed AND relayed_from IS NOT NULL
         THEN ['transport', '0.8', 'relayed the same request that ' || relayed_from || ' presented']
+      -- The user's other device or roaming phone: its address logged in to the same IdP
+      -- session (a login, not a refresh: a stolen refresh token is redeemed, never logged in).
+      WHEN holder_tier = 'network' AND session_login IS NOT NULL AND NOT delegated
+        THEN ['owner', '0.6', session_login]
       WHEN sole_internal AND (t_pod IS NOT NULL OR t_host IS NOT NULL)
         THEN ['owner', '0.6', 'sole presenter, inside the network, of a token bound to '
               || coalesce('pod ' || t_pod, 'host ' || t_host) || ' (address not attested)']
@@ -312,6 +322,15 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
         FROM token_holders th JOIN tokens t USING (token_key)
         WHERE t.client_id IS NOT NULL AND starts_with(th.holder_id, 'ip:')
           AND NOT {_private("split_part(substr(th.holder_id, 4), '/', 1)")}
+    """)
+    # Addresses that logged in to an IdP session themselves (per user-agent family).
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _tt_session_logins AS
+        SELECT session_id, src_ip, tt_ua_family(user_agent) AS ua, min(event_id) AS event_id
+        FROM events
+        WHERE kind = 'login' AND session_id IS NOT NULL AND src_ip IS NOT NULL
+          AND coalesce(outcome, 'success') <> 'failure'
+        GROUP BY ALL
     """)
     # Ask the policy once per distinct identity, not once per use in the CASE below: each
     # lookup is a join, and the classification mentions a workload a dozen times.

@@ -32,7 +32,9 @@ WITH issuance AS (
            arg_min(user_agent, ts) AS issued_user_agent,
            -- the issuing app's display name when the IdP logs it (Okta actor.displayName)
            arg_min(extra->>'client_name', ts) FILTER (WHERE extra->>'client_name' IS NOT NULL)
-               AS client_name
+               AS client_name,
+           -- the IdP session the token was issued in (sid, Okta externalSessionId, ...)
+           arg_min(session_id, ts) FILTER (WHERE session_id IS NOT NULL) AS issued_session_id
     FROM events
     WHERE kind IN {ISSUANCE_KINDS} AND token_key IS NOT NULL
       AND coalesce(outcome, 'success') <> 'failure'
@@ -77,7 +79,7 @@ SELECT s.token_key, s.token_id, s.token_fp, s.issuer, s.subject,
        i.issued_ip, i.parent_token_key, i.issued_by_format,
        r.revoked_at, r.revoke_event_id,
        s.first_seen, s.last_seen, s.uses, s.holders, s.raw_token_logged, s.formats,
-       i.issued_user_agent, i.client_name
+       i.issued_user_agent, i.client_name, i.issued_session_id
 FROM seen s
 LEFT JOIN issuance i USING (token_key)
 LEFT JOIN revocation r USING (token_key)
