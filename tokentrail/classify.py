@@ -61,9 +61,10 @@ def _name_of(x: str) -> str:
 
 
 def _norm_name(x: str) -> str:
-    """A name compared across namespaces: lowercase, runs of other characters as one '-'
-    (an IdP app labelled "Orders Sync" and the service account orders-sync)."""
-    return f"trim(regexp_replace(lower({x}), '[^a-z0-9]+', '-', 'g'), '-')"
+    """A name compared across namespaces: lowercase, space / '_' / '.' as '-' (an IdP app
+    labelled "Orders Sync" and the service account orders-sync). Plain replace(): portable."""
+    return (f"trim(replace(replace(replace(replace(lower({x}), ' ', '-'), '_', '-'), '.', '-'), "
+            f"'--', '-'), '-')")
 
 
 def _net24(ip: str) -> str:
