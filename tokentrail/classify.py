@@ -60,6 +60,19 @@ def _name_of(x: str) -> str:
             f"THEN substr({x}, strpos({x}, ':') + 1) ELSE {x} END")
 
 
+def _norm_name(x: str) -> str:
+    """A name compared across namespaces: lowercase, space / '_' / '.' as '-' (an IdP app
+    labelled "Orders Sync" and the service account orders-sync). Plain replace(): portable."""
+    return (f"trim(replace(replace(replace(replace(lower({x}), ' ', '-'), '_', '-'), '.', '-'), "
+            f"'--', '-'), '-')")
+
+
+def _net24(ip: str) -> str:
+    """The /24 of an IPv4 address (an egress pool's granularity), else the address itself."""
+    return (f"CASE WHEN regexp_full_match({ip}, '\\d+\\.\\d+\\.\\d+\\.\\d+') "
+            f"THEN regexp_replace({ip}, '\\.\\d+$', '') ELSE {ip} END")
+
+
 def _private(ip: str) -> str:
     tests = " OR ".join(f"starts_with({ip}, '{p}')" for p in _PRIVATE_PREFIXES)
     rfc1918_172 = (f"(starts_with({ip}, '172.') AND TRY_CAST(split_part({ip}, '.', 2) AS INTEGER) "
@@ -73,6 +86,7 @@ def classification_sql(policy: PolicySQL) -> str:
     intended_w = policy.of(policy.workload_of, "t.issued_to_holder")
     actor_w = policy.of(policy.workload_of, "t.current_actor")
     client_w = policy.of(policy.workload_of, "'client:' || t.client_id")
+    name_w = policy.of(policy.workload_of, "'client:' || t.client_name")
     skew = f"INTERVAL {int(policy.skew_seconds)} SECOND"
     # How the presenter matches the identity the token was issued / bound to (NULL: no match).
     owner_match = f"""CASE
@@ -84,7 +98,11 @@ def classification_sql(policy: PolicySQL) -> str:
         WHEN t.client_id IS NOT NULL AND {h} = 'client:' || t.client_id THEN 'presenter is the client the token was issued to'
         WHEN t.client_id IS NOT NULL AND th.holder_tier IN ('spiffe', 'workload')
              AND {_name_of(h)} = t.client_id THEN 'presenter ' || {h} || ' is named for client ' || t.client_id
-        WHEN {w} IS NOT NULL AND {w} IN ({intended_w}, {client_w}) THEN 'presenter belongs to workload ' || {w} || ' (policy), the token''s holder'
+        WHEN t.client_name IS NOT NULL AND th.holder_tier IN ('spiffe', 'workload')
+             AND {_norm_name(_name_of(h))} = {_norm_name('t.client_name')}
+             THEN 'presenter ' || {h} || ' is named for the issuing app "' || t.client_name || '" ('
+                  || coalesce('client ' || t.client_id, 'issuance') || ', identity provider log)'
+        WHEN {w} IS NOT NULL AND {w} IN ({intended_w}, {client_w}, {name_w}) THEN 'presenter belongs to workload ' || {w} || ' (policy), the token''s holder'
         WHEN th.holder_tier = 'network' AND t.issued_ip IS NOT NULL AND {_holder_ip(h)} = t.issued_ip
              THEN 'presented from the address that obtained it (' || t.issued_ip || ')'
         END"""
@@ -99,7 +117,7 @@ def classification_sql(policy: PolicySQL) -> str:
                  "OR (l.kind = 'role-chain' AND starts_with(l.parent_key, 'ASIA')))")
     exchange_logged = "(t.issue_kind = 'exchange' OR l.kind IN ('exchange', 'role-chain'))"
     binding_broken = ("((t.cnf_jkt IS NOT NULL OR t.cnf_x5t IS NOT NULL) AND "
-                      "(th.bound_as_bearer > 0 OR th.dpop_unproven > 0 OR th.cert_mismatch > 0))")
+                      "(th.bound_as_bearer > 0 OR th.dpop_unproven > 0 OR th.cert_mismatch > 0 OR th.cert_absent > 0))")
     late = (f"((th.max_after_exp IS NOT NULL AND th.max_after_exp > {skew}) OR "
             f"(th.max_after_revoke IS NOT NULL AND th.max_after_revoke > {skew}))")
     late_reason = (f"CASE WHEN th.max_after_revoke > {skew} THEN 'used ' || CAST(th.max_after_revoke AS VARCHAR) "
@@ -154,8 +172,25 @@ WITH facts AS (
          t.client_id AS t_client_id, t.current_actor AS t_actor, t.holders AS t_holders,
          t.issue_kind AS t_issue_kind, t.pod AS t_pod, t.host AS t_host, l.kind AS link_kind,
          t.issued_ip AS t_issued_ip, coalesce(p.presenters, 1) AS t_presenters,
+         coalesce(p.nets, 1) AS t_nets, {_net24(ip)} AS holder_net,
+         coalesce(tt_ua_family(th.user_agents[1]) = tt_ua_family(t.issued_user_agent)
+                  AND len(th.user_agents) = 1, false) AS same_ua_as_issuance,
+         coalesce(th.first_seen - t.issued_at BETWEEN INTERVAL 0 SECOND AND INTERVAL 300 SECOND, false)
+             AS used_right_after_issuance,
+         coalesce(t.issued_ip IS NOT NULL AND {_private('t.issued_ip')}, false) AS issued_inside,
+         coalesce(NOT EXISTS (SELECT 1 FROM _tt_client_nets cn WHERE cn.client_id = t.client_id
+                              AND cn.token_key <> th.token_key)
+                  OR EXISTS (SELECT 1 FROM _tt_client_nets cn WHERE cn.client_id = t.client_id
+                             AND cn.token_key <> th.token_key AND cn.net = {_net24(ip)}), true)
+             AS in_owner_nets,
          {_same_v4_net(ip, 't.issued_ip')} AS near_issued_ip,
          {pod_match} AS pod_match,
+         (SELECT 'address ' || sl.src_ip || ' signed in to the token''s identity-provider session '
+                 || sl.session_id || ' itself (' || sl.event_id || ', same user agent family)'
+          FROM _tt_session_logins sl
+          WHERE sl.session_id = t.issued_session_id AND sl.src_ip = {ip}
+            AND sl.ua IS NOT DISTINCT FROM tt_ua_family(th.user_agents[1])
+            AND len(th.user_agents) <= 1 LIMIT 1) AS session_login,
          coalesce(th.holder_tier = 'network' AND {_private(ip)} AND count(*) FILTER (
              WHERE th.holder_tier = 'network' AND {_private(ip)}) OVER (PARTITION BY th.token_key) = 1,
              false) AS sole_internal
@@ -165,7 +200,10 @@ WITH facts AS (
              FROM links GROUP BY child_key) l ON l.child_key = th.token_key
   -- distinct presenters, one per address whatever its user agents (two SDKs on one host)
   LEFT JOIN (SELECT token_key, count(DISTINCT CASE WHEN starts_with(holder_id, 'ip:')
-                    THEN split_part(holder_id, '/', 1) ELSE holder_id END) AS presenters
+                    THEN split_part(holder_id, '/', 1) ELSE holder_id END) AS presenters,
+                    -- one egress pool: every presenter an address of one /24
+                    count(DISTINCT CASE WHEN starts_with(holder_id, 'ip:')
+                    THEN {_net24("split_part(substr(holder_id, 4), '/', 1)")} ELSE holder_id END) AS nets
              FROM token_holders GROUP BY token_key) p ON p.token_key = th.token_key
 ), decided AS (
   SELECT *,
@@ -181,6 +219,7 @@ WITH facts AS (
         THEN ['stolen', '0.95', 'bound token presented without its key: '
               || CASE WHEN bound_as_bearer > 0 THEN 'sent with the Bearer scheme'
                       WHEN cert_mismatch > 0 THEN 'client certificate differs from cnf.x5t#S256'
+                      WHEN cert_absent > 0 THEN 'no client certificate, in a log that records them (cnf.x5t#S256)'
                       ELSE 'no DPoP proof from the bound key' END]
       WHEN late AND owner_match IS NULL AND actor_match IS NULL
         THEN ['stolen', '0.85', late_reason || ' by a holder that never received it']
@@ -196,6 +235,10 @@ WITH facts AS (
         THEN ['owner', '0.8', pod_match]
       WHEN relayed AND relayed_from IS NOT NULL
         THEN ['transport', '0.8', 'relayed the same request that ' || relayed_from || ' presented']
+      -- The user's other device or roaming phone: its address logged in to the same IdP
+      -- session (a login, not a refresh: a stolen refresh token is redeemed, never logged in).
+      WHEN holder_tier = 'network' AND session_login IS NOT NULL AND NOT delegated
+        THEN ['owner', '0.6', session_login]
       WHEN sole_internal AND (t_pod IS NOT NULL OR t_host IS NOT NULL)
         THEN ['owner', '0.6', 'sole presenter, inside the network, of a token bound to '
               || coalesce('pod ' || t_pod, 'host ' || t_host) || ' (address not attested)']
@@ -204,7 +247,11 @@ WITH facts AS (
       -- than a SPIFFE ID or certificate unless a policy alias or the issuance joins them.
       WHEN t_presenters = 1 AND owner_match IS NULL AND actor_match IS NULL AND NOT delegated
            AND (holder_tier = 'network' AND t_issued_ip IS NULL
-                OR holder_tier <> 'network' AND t_issue_kind IS NULL AND forward_subtype IS NULL)
+                OR holder_tier <> 'network' AND forward_subtype IS NULL
+                   -- no issuance, or one that names its holder in another namespace than the
+                   -- presenter's (client id vs SPIFFE ID): the issuance ties nothing to it
+                   AND (t_issue_kind IS NULL OR intended_holder_id IS NULL
+                        OR split_part(intended_holder_id, ':', 1) <> split_part(holder_id, ':', 1)))
         THEN ['unknown', '0.3', 'sole presenter ' || holder_id || '; the case does not tie it to '
               || coalesce(intended_holder_id, 'the token''s issuance') || ' (an alias in the policy, '
               || 'or the identity provider''s log, would)']
@@ -215,6 +262,15 @@ WITH facts AS (
       WHEN holder_tier = 'network' AND near_issued_ip
         THEN ['suspicious', '0.3', 'presented from ' || holder_id || ', in the same /24 as the '
               || 'address that obtained it (' || t_issued_ip || '): an egress pool or NAT']
+      -- Obtained inside, used only from one public /24 by the fleet's own user agent right
+      -- after issuance, nobody else holding it, and not a network the client's other tokens
+      -- avoid: the fleet's egress pool (NAT gateway) as often as a theft. Nothing contrasts it.
+      WHEN external AND NOT in_nat AND t_nets = 1 AND issued_inside AND same_ua_as_issuance
+           AND used_right_after_issuance AND in_owner_nets
+        THEN ['suspicious', '0.3', 'sole presenter ' || holder_id || ' (one /24, ' || holder_net
+              || '.0/24), same user agent as the issuance from inside (' || t_issued_ip
+              || ') and first use within 5 minutes of it: likely the fleet''s egress pool; '
+              || 'no other holder to contrast']
       WHEN external AND NOT in_nat
         THEN ['stolen', CASE WHEN t_holders > 1 THEN '0.75' ELSE '0.7' END,
               'unknown external holder ' || holder_id || ' presented a bearer token issued to '
@@ -256,6 +312,26 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
         WHERE th.holder_id = t.issued_to_holder OR th.holder_id = 'client:' || t.client_id
            OR th.holder_id = t.current_actor
            OR (th.holder_tier IN ('spiffe', 'workload') AND {_name_of(h)} = t.client_id)
+           OR (th.holder_tier IN ('spiffe', 'workload') AND t.client_name IS NOT NULL
+               AND {_norm_name(_name_of(h))} = {_norm_name('t.client_name')})
+    """)
+    # Public /24s each client's tokens were presented from (the owner's usual networks).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _tt_client_nets AS
+        SELECT DISTINCT t.client_id, th.token_key,
+               {_net24("split_part(substr(th.holder_id, 4), '/', 1)")} AS net
+        FROM token_holders th JOIN tokens t USING (token_key)
+        WHERE t.client_id IS NOT NULL AND starts_with(th.holder_id, 'ip:')
+          AND NOT {_private("split_part(substr(th.holder_id, 4), '/', 1)")}
+    """)
+    # Addresses that logged in to an IdP session themselves (per user-agent family).
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _tt_session_logins AS
+        SELECT session_id, src_ip, tt_ua_family(user_agent) AS ua, min(event_id) AS event_id
+        FROM events
+        WHERE kind = 'login' AND session_id IS NOT NULL AND src_ip IS NOT NULL
+          AND coalesce(outcome, 'success') <> 'failure'
+        GROUP BY ALL
     """)
     # Ask the policy once per distinct identity, not once per use in the CASE below: each
     # lookup is a join, and the classification mentions a workload a dozen times.
@@ -269,7 +345,8 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
                 SELECT holder_id AS id FROM token_holders
                 UNION ALL SELECT issued_to_holder FROM tokens
                 UNION ALL SELECT current_actor FROM tokens
-                UNION ALL SELECT 'client:' || client_id FROM tokens) WHERE id IS NOT NULL)
+                UNION ALL SELECT 'client:' || client_id FROM tokens
+                UNION ALL SELECT 'client:' || client_name FROM tokens) WHERE id IS NOT NULL)
     """)
     cached = PolicySQL(
         workload_of="(SELECT workload FROM _tt_ids WHERE id = {h})",

@@ -28,7 +28,13 @@ WITH issuance AS (
            arg_min(src_ip, ts) AS issued_ip,
            arg_min(client_id, ts) AS issued_client_id,
            arg_min(parent_token_key, ts) AS parent_token_key,
-           arg_min(format, ts) AS issued_by_format
+           arg_min(format, ts) AS issued_by_format,
+           arg_min(user_agent, ts) AS issued_user_agent,
+           -- the issuing app's display name when the IdP logs it (Okta actor.displayName)
+           arg_min(extra->>'client_name', ts) FILTER (WHERE extra->>'client_name' IS NOT NULL)
+               AS client_name,
+           -- the IdP session the token was issued in (sid, Okta externalSessionId, ...)
+           arg_min(session_id, ts) FILTER (WHERE session_id IS NOT NULL) AS issued_session_id
     FROM events
     WHERE kind IN {ISSUANCE_KINDS} AND token_key IS NOT NULL
       AND coalesce(outcome, 'success') <> 'failure'
@@ -72,7 +78,8 @@ SELECT s.token_key, s.token_id, s.token_fp, s.issuer, s.subject,
        i.issue_kind, i.issued_at, i.issue_event_id, i.issued_to_holder, i.issued_to_tier,
        i.issued_ip, i.parent_token_key, i.issued_by_format,
        r.revoked_at, r.revoke_event_id,
-       s.first_seen, s.last_seen, s.uses, s.holders, s.raw_token_logged, s.formats
+       s.first_seen, s.last_seen, s.uses, s.holders, s.raw_token_logged, s.formats,
+       i.issued_user_agent, i.client_name, i.issued_session_id
 FROM seen s
 LEFT JOIN issuance i USING (token_key)
 LEFT JOIN revocation r USING (token_key)
@@ -99,6 +106,8 @@ WITH p AS (
     SELECT e.event_id, e.token_key, e.holder_id, e.holder_tier, e.kind, e.ts, e.request_id,
            e.trace_id, e.path, e.resource, e.src_ip, e.user_agent, e.auth_scheme, e.format,
            e.proof_jkt, e.proof_jti, e.peer_x5t,
+           -- the source records client certificates (a missing one is evidence there)
+           e.source_id IN (SELECT source_id FROM events WHERE peer_x5t IS NOT NULL) AS logs_certs,
            t.exp AS t_exp, t.revoked_at AS t_revoked_at, t.cnf_jkt AS t_cnf_jkt,
            t.cnf_x5t AS t_cnf_x5t,
            -- Request and trace ids come from the client: only a presenter that can be a hop
@@ -155,6 +164,8 @@ SELECT p.token_key, p.holder_id,
                         AND (p.proof_jkt IS NULL OR p.proof_jkt <> p.t_cnf_jkt)) AS dpop_unproven,
        count(*) FILTER (WHERE p.t_cnf_x5t IS NOT NULL AND p.kind = 'use' AND p.peer_x5t IS NOT NULL
                         AND p.peer_x5t <> p.t_cnf_x5t) AS cert_mismatch,
+       count(*) FILTER (WHERE p.t_cnf_x5t IS NOT NULL AND p.kind = 'use' AND p.peer_x5t IS NULL
+                        AND p.logs_certs) AS cert_absent,
        count(*) FILTER (WHERE p.t_cnf_jkt IS NOT NULL AND p.auth_scheme = 'Bearer')
            AS bound_as_bearer,
        -- time evidence, with the skew allowance applied by the classifier
