@@ -35,7 +35,7 @@ CASES = [
     ("S3Console/0.4, aws-internal/3 aws-sdk-java/1.11.1030", "aws-console"),
     ("Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.2 lang/python#3.11.6 Botocore/1.34.0", "boto3"),
     ("Botocore/1.29.0 Python/3.9.1 Linux/5.10", "botocore"),
-    ("aws-sdk-go-v2/1.32.3 os/linux lang/go#1.23.1 md/GOOS#linux md/GOARCH#amd64", "aws-sdk-go"),
+    ("aws-sdk-go-v2/1.32.3 os/linux lang/go#1.23.1 md/GOOS#linux md/GOARCH#amd64", "aws-sdk-go-v2"),
     ("aws-sdk-java/2.20.0 Linux/5.10 OpenJDK_64-Bit_Server_VM/17.0.8", "aws-sdk-java"),
     ("aws-sdk-js/3.400.0 ua/2.0 os/linux#5.10 lang/js md/nodejs#18.17.0 api/s3#3.400.0", "aws-sdk-js"),
     ("APN/1.0 HashiCorp/1.0 Terraform/1.5.7 (+https://www.terraform.io) terraform-provider-aws/5.17.0 "
@@ -97,4 +97,4 @@ def test_real_sdk_user_agent_in_dataset() -> None:
     ingest(case, [str(p) for p in sorted(DATASET.glob("*.json"))])
     holders = {r[0] for r in case.query("SELECT DISTINCT holder_id FROM events "
                                         "WHERE user_agent LIKE 'aws-sdk-go-v2/%'")[1]}
-    assert holders and all(h.endswith("/aws-sdk-go") for h in holders)
+    assert holders and all(h.endswith("/aws-sdk-go-v2") for h in holders)

@@ -146,7 +146,7 @@ MACROS: tuple[tuple[str, str, str], ...] = (
      "WHEN regexp_matches(lower(ua), '(^|[^a-z])boto3/') THEN 'boto3' "
      "WHEN regexp_matches(lower(ua), '(^|[^a-z])botocore/') THEN 'botocore' "
      "WHEN regexp_matches(lower(ua), 'aws-sdk-[a-z]+') "
-     "THEN regexp_extract(lower(ua), '(aws-sdk-[a-z]+)', 1) "
+     "THEN regexp_extract(lower(ua), '(aws-sdk-[a-z]+(-v[0-9]+)?)', 1) "
      "WHEN regexp_matches(ua, '(^|\\s)Mozilla/') THEN CASE "
      "WHEN regexp_matches(ua, 'Edg[A-Za-z]*/') THEN 'edge' "
      "WHEN regexp_matches(ua, 'OPR/') THEN 'opera' "

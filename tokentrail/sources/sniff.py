@@ -160,7 +160,11 @@ def sniff_container(prefix: bytes, wrappers: tuple[str, ...] = KNOWN_WRAPPERS,
             return Sniffed("wrapper", key, _elements_after_bracket(text, len(
                 prefix[: m.end()].decode("utf-8", errors="replace"))))
     if stripped[:1] == b"{" and _first_line_incomplete(stripped):
-        return Sniffed("documents", None, _documents(text))
+        # only when the first object parses: a JSON Lines file whose first line is broken
+        # stays JSON Lines (each line one record or one reject)
+        docs = _documents(text)
+        if docs:
+            return Sniffed("documents", None, docs)
     records: list[Any] = []
     for line in prefix.split(b"\n")[:SAMPLE_RECORDS]:
         line = line.strip()
