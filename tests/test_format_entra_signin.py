@@ -129,7 +129,7 @@ def test_interactive_sign_in_issues_a_token_to_the_caller(case: Case) -> None:
         SESSION, "d23f0824-128b-4f33-8c5c-7fd0a6a3a450", DEVICE)
     # A public client (clientCredentialType none): only the network says who got the token.
     assert (e["src_ip"], e["holder_id"], e["holder_tier"]) == (
-        "203.0.113.24", "ip:203.0.113.24/mozilla", "network")
+        "203.0.113.24", "ip:203.0.113.24/edge", "network")
     assert e["user_agent"].startswith("Mozilla/5.0 (Windows NT 10.0")
     x = e["extra"]
     assert x["category"] == "SignInLogs" and x["is_interactive"] is True

@@ -93,7 +93,7 @@ def test_holder_is_the_client_only_when_it_authenticated(loaded: Case) -> None:
     # Public SPA (clientAuthType none): only the network can say who presented the refresh token.
     spa = ev[7]
     assert (spa["kind"], spa["client_id"]) == ("refresh", SPA)
-    assert (spa["holder_id"], spa["holder_tier"]) == ("ip:203.0.113.10/mozilla", "network")
+    assert (spa["holder_id"], spa["holder_tier"]) == ("ip:203.0.113.10/chrome", "network")
     assert spa["session_id"] == SESSION
     # Browser sign-in and authorize: network holder, the Okta session named.
     assert ev[1]["kind"] == "login" and ev[1]["holder_tier"] == "network"
@@ -153,7 +153,7 @@ def test_logged_id_token_hint_is_fingerprinted_joined_and_dropped(loaded: Case) 
     # Its jti is the ID token the token endpoint granted.
     assert logout["token_key"] == ID_WEB == _events(loaded, ARRAY)[5]["token_key"]
     assert logout["path"] == f"/oauth2/{AS}/v1/logout"
-    assert logout["holder_id"] == "ip:203.0.113.10/mozilla"
+    assert logout["holder_id"] == "ip:203.0.113.10/chrome"
 
 
 def test_no_secret_from_debug_data_is_stored(loaded: Case) -> None:

@@ -171,7 +171,7 @@ WITH facts AS (
          {intended} AS intended_holder_id, {intended_tier} AS intended_holder_tier,
          t.client_id AS t_client_id, t.current_actor AS t_actor, t.holders AS t_holders,
          t.issue_kind AS t_issue_kind, t.pod AS t_pod, t.host AS t_host, l.kind AS link_kind,
-         t.issued_ip AS t_issued_ip, coalesce(p.presenters, 1) AS t_presenters,
+         io.reason AS instance_off, t.issued_ip AS t_issued_ip, coalesce(p.presenters, 1) AS t_presenters,
          coalesce(p.nets, 1) AS t_nets, {_net24(ip)} AS holder_net,
          coalesce(tt_ua_family(th.user_agents[1]) = tt_ua_family(t.issued_user_agent)
                   AND len(th.user_agents) = 1, false) AS same_ua_as_issuance,
@@ -196,6 +196,7 @@ WITH facts AS (
              false) AS sole_internal
   FROM token_holders th
   JOIN tokens t USING (token_key)
+  LEFT JOIN _tt_instance_off io ON io.token_key = th.token_key AND io.holder_id = th.holder_id
   LEFT JOIN (SELECT child_key, any_value(kind) AS kind, any_value(parent_key) AS parent_key
              FROM links GROUP BY child_key) l ON l.child_key = th.token_key
   -- distinct presenters, one per address whatever its user agents (two SDKs on one host)
@@ -211,6 +212,8 @@ WITH facts AS (
       WHEN declared_transport THEN ['transport', '0.9', 'declared transport hop (policy)']
       WHEN proof_replays > 0 AND owner_match IS NULL OR proof_replays > 0 AND proof_replays = count
         THEN ['stolen', '0.9', 'replayed a DPoP proof (same proof jti) first used on an earlier request']
+      WHEN instance_off IS NOT NULL AND NOT in_nat
+        THEN ['stolen', '0.9', instance_off]
       WHEN owner_match IS NOT NULL AND NOT delegated
         THEN ['owner', CAST({tier_conf} AS VARCHAR), owner_match]
       WHEN relayed AND relayed_from IS NOT NULL AND owner_match IS NULL AND actor_match IS NULL
@@ -284,7 +287,7 @@ WITH facts AS (
     END AS _d
   FROM facts
 )
-SELECT * EXCLUDE (_d),
+SELECT * EXCLUDE (_d, instance_off),
        _d[1] AS classification,
        CAST(_d[2] AS DOUBLE) AS confidence,
        list_filter([_d[3],
@@ -298,6 +301,38 @@ SELECT * EXCLUDE (_d),
                          THEN 'holder named by ' || array_to_string(holder_evidence, ', ') END],
                    lambda x: x IS NOT NULL) AS reasons
 FROM decided
+"""
+
+
+INSTANCE_OFF_SQL = """
+CREATE OR REPLACE TEMP TABLE _tt_instance_off AS
+WITH uses AS (
+    SELECT e.token_key, e.holder_id, e.ts, e.event_id, e.src_ip, t.host,
+           NOT (e.src_ip LIKE '10.%' OR e.src_ip LIKE '192.168.%' OR e.src_ip LIKE '127.%'
+                OR e.src_ip LIKE '169.254.%'
+                OR (e.src_ip LIKE '172.%' AND TRY_CAST(split_part(e.src_ip, '.', 2) AS INTEGER)
+                    BETWEEN 16 AND 31)
+                OR (e.src_ip LIKE '100.%'
+                    AND TRY_CAST(split_part(e.src_ip, '.', 2) AS INTEGER) BETWEEN 64 AND 127)
+                OR lower(e.src_ip) LIKE 'fc%' OR lower(e.src_ip) LIKE 'fd%'
+                OR lower(e.src_ip) LIKE 'fe80:%' OR e.src_ip = '::1') AS public_address
+    FROM events e JOIN tokens t ON t.token_key = e.token_key
+    WHERE t.host LIKE 'i-%' AND e.kind IN ('use', 'deny') AND e.holder_id IS NOT NULL
+      AND ((e.src_ip LIKE '%.%.%.%' AND lower(e.src_ip) = upper(e.src_ip))
+           OR e.src_ip LIKE '%:%:%')
+      AND e.src_ip NOT LIKE '% %'
+), ranked AS (
+    SELECT u.*, first_value(u.src_ip) OVER (PARTITION BY u.token_key ORDER BY u.ts, u.event_id
+                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS first_ip
+    FROM uses u
+)
+SELECT token_key, holder_id,
+       min(CASE WHEN public_address
+                THEN 'credentials of instance ' || host || ' used from public address ' || src_ip
+                ELSE 'credentials of instance ' || host || ' used from ' || src_ip || ', not '
+                     || first_ip || ' where the instance first used them' END) AS reason
+FROM ranked WHERE public_address OR src_ip <> first_ip
+GROUP BY token_key, holder_id
 """
 
 
@@ -355,4 +390,7 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
         is_trusted_net="(SELECT trusted FROM _tt_ids WHERE id = {h})",
         skew_seconds=policy.skew_seconds,
     )
+    # Instance-profile credentials presented off their instance (TT016's evidence, DESIGN.md
+    # step 3): a public address, or another address than the first one that used them.
+    con.execute(INSTANCE_OFF_SQL)
     con.execute(classification_sql(cached))

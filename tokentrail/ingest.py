@@ -34,6 +34,7 @@ from .sources.compiler import (
     stage_sql,
 )
 from .sources.discover import LineCounter, SourceFile, expand
+from .sources.documents import salvage_documents
 from .sources.mapping import Mapping, load_mapping
 from .sources.registry import builtin_mappings, get_mapping
 from .sources.sniff import (
@@ -118,7 +119,8 @@ def _select_mapping(src: SourceFile, sniffed: Sniffed, fixed: Mapping | None,
     if chosen is None:
         if not sniffed.records:
             raise InputError("no JSON records found at the start of the file (tokentrail reads "
-                             "JSON Lines, JSON arrays and {\"Records\": [...]} files)",
+                             "JSON Lines, JSON arrays, {\"Records\": [...]} files and "
+                             "pretty-printed JSON objects)",
                              file=src.name)
         raise InputError("format not recognised from its first records; name it with "
                          "--format NAME or describe it with --mapping FILE "
@@ -438,6 +440,11 @@ class Ingestor:
             self.case.con.execute(f"SELECT count(*) FROM ({reader.sql()})").fetchall()
             return reader, None
         except duckdb.Error:
+            if reader.container == "documents":
+                # concatenated pretty documents: a broken one is one reject (issue 17)
+                data, damage = _read_damaged(src)
+                path, _, _ = salvage_documents(data, workdir)
+                return Reader(path, "lines", "none"), damage
             path, _, reason = _salvage_document(src, workdir)
             return Reader(path, "lines", "none"), reason
 
@@ -509,6 +516,33 @@ class Ingestor:
             f"FROM (SELECT DISTINCT line FROM temp.{reader.rejects_table})) "
             "GROUP BY before")
 
+    def _document_start_lines(self, src: SourceFile, sid: str) -> None:
+        """Concatenated pretty documents were numbered by position; renumber each event and
+        reject to the file line its document starts on, when that is plain: `jq` and
+        json.dumps(indent=...) start every document at column 0 and indent everything inside.
+        If the count of such lines is not the count of documents, positions stay."""
+        con = self.case.con
+        lines = Reader(src.path, "lines", "gzip" if src.gzip else "none",
+                       rejects_table="tt_doc_csv_rejects", parallel=False)
+        con.execute("CREATE OR REPLACE TEMP TABLE tt_doc_text AS "
+                    f"SELECT regexp_matches(raw, '^[{{\\[]') AS opens FROM {lines.lines_sql()}")
+        con.execute("CREATE OR REPLACE TEMP TABLE tt_doc_lines AS "
+                    "SELECT row_number() OVER (ORDER BY rowid) AS ord, line FROM ("
+                    "SELECT rowid, rowid - (SELECT min(rowid) FROM tt_doc_text) + 1 AS line "
+                    "FROM tt_doc_text WHERE opens)")
+        row = con.execute(
+            "SELECT (SELECT count(*) FROM tt_doc_lines), "
+            "(SELECT count(*) FROM events WHERE source_id = ?) "
+            "+ (SELECT count(*) FROM rejects WHERE source_id = ? AND line IS NOT NULL), "
+            "(SELECT count(*) FROM temp.tt_doc_csv_rejects)", [sid, sid]).fetchone()
+        if row is not None and row[0] == row[1] and row[2] == 0:
+            for table in ("events", "rejects"):
+                con.execute(f"UPDATE {table} SET line = d.line FROM tt_doc_lines d "
+                            f"WHERE {table}.source_id = ? AND {table}.line = d.ord", [sid])
+        for table in ("tt_doc_text", "tt_doc_lines"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        _drop_csv_rejects(con, "tt_doc_csv_rejects")
+
     def _load(self, src: SourceFile, reader: Reader, salvage_reason: str | None,
               mapping: Mapping, result: FileResult) -> None:
         con = self.case.con
@@ -563,6 +597,8 @@ class Ingestor:
         if salvage_reason:
             con.execute("INSERT INTO rejects VALUES (?, ?, ?, ?)",
                         [sid, None, salvage_reason, ""])
+        if result.container == "documents":
+            self._document_start_lines(src, sid)
         rej = con.execute("SELECT count(*) FROM rejects WHERE source_id = ?", [sid]).fetchone()
         result.rejects = int(rej[0]) if rej else 0
         if self.strict and result.rejects:

@@ -22,6 +22,7 @@ _KEYS = (
     r"|session_token|client_secret|secret|password|passwd|api_key|apikey|x-api-key"
     r"|subject_token|actor_token|assertion|client_assertion|dpop|cookie|set-cookie|code"
     r"|statetoken|state_token|id_token_hint|logout_hint|code_verifier|sessiontoken"
+    r"|session_id|sessionid"
 )
 _JSON_KV = (r'(?i)("(?:' + _KEYS + r')"\s*:\s*")((?:[^"\\]|\\.)*)(")', r"\1" + REDACTED + r"\3")
 _QUERY_KV = (r"(?i)([?&;\s](?:" + _KEYS + r")=)([^&\s\"']+)", r"\1" + REDACTED)

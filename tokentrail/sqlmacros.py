@@ -128,10 +128,33 @@ MACROS: tuple[tuple[str, str, str], ...] = (
      "BETWEEN 16 AND 31), false)"),
     # The first address of an X-Forwarded-For style list.
     ("tt_first_ip", "v", "tt_ip(split_part(v, ',', 1))"),
-    # A user agent's product name without version ("python-requests/2.31" -> python-requests).
+    # A user agent's family, version-free, so one client's variants are one holder: the AWS
+    # console's many front ends (console.amazonaws.com, signin.amazonaws.com,
+    # ec2consolefrontend, S3Console, "aws-internal/3 ..." and "AWS Internal") are aws-console;
+    # tools that embed an SDK (aws-cli and Terraform carry botocore / aws-sdk-go) by the tool;
+    # AWS SDKs as aws-sdk-<language>; browsers by brand (Edge and Opera before Chrome, Chrome
+    # before Safari: each UA names the ones before it); else the first product token
+    # ("python-requests/2.31" -> python-requests, "kubectl/v1.29 (linux/amd64)" -> kubectl,
+    # "okhttp/4.12" -> okhttp), CloudTrail's [brackets] and trailing punctuation removed.
     ("tt_ua_family", "ua",
-     "CASE WHEN ua IS NULL OR ua IN ('', '-') THEN NULL "
-     "ELSE nullif(lower(split_part(split_part(split_part(ltrim(ua), '/', 1), ' ', 1), ';', 1)), '') END"),
+     "CASE WHEN ua IS NULL OR trim(ua) IN ('', '-') THEN NULL "
+     "WHEN regexp_matches(lower(ua), '(^|[^a-z0-9])(console\\.amazonaws\\.com|signin\\.amazonaws\\.com"
+     "|[a-z0-9]*consolefrontend|s3console|console\\.[a-z0-9.-]*amazonaws\\.com|aws-internal"
+     "|aws internal)') THEN 'aws-console' "
+     "WHEN contains(lower(ua), 'aws-cli/') THEN 'aws-cli' "
+     "WHEN contains(lower(ua), 'terraform') THEN 'terraform' "
+     "WHEN regexp_matches(lower(ua), '(^|[^a-z])boto3/') THEN 'boto3' "
+     "WHEN regexp_matches(lower(ua), '(^|[^a-z])botocore/') THEN 'botocore' "
+     "WHEN regexp_matches(lower(ua), 'aws-sdk-[a-z]+') "
+     "THEN regexp_extract(lower(ua), '(aws-sdk-[a-z]+(-v[0-9]+)?)', 1) "
+     "WHEN regexp_matches(ua, '(^|\\s)Mozilla/') THEN CASE "
+     "WHEN regexp_matches(ua, 'Edg[A-Za-z]*/') THEN 'edge' "
+     "WHEN regexp_matches(ua, 'OPR/') THEN 'opera' "
+     "WHEN regexp_matches(ua, 'Firefox/|FxiOS/') THEN 'firefox' "
+     "WHEN regexp_matches(ua, 'Chrome/|CriOS/|Chromium/') THEN 'chrome' "
+     "WHEN regexp_matches(ua, 'Safari/') THEN 'safari' ELSE 'mozilla' END "
+     "ELSE nullif(rtrim(lower(split_part(split_part(split_part(ltrim(ua, '[ '), '/', 1), ' ', 1), "
+     "';', 1)), ',]'), '') END"),
     # The SPIFFE ID among comma-joined URI SANs.
     ("tt_spiffe", "v",
      "CASE WHEN v IS NULL OR NOT contains(v, 'spiffe://') THEN NULL "

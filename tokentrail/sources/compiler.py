@@ -56,7 +56,7 @@ class Reader:
     """
 
     path: str
-    container: str  # "lines" | "array" | "wrapper" | "nested"
+    container: str  # "lines" | "array" | "wrapper" | "nested" | "documents"
     compression: str = "none"  # "none" | "gzip"
     wrapper_key: str | None = None
     document_bytes: int = MAX_DOCUMENT_BYTES  # largest single JSON document to expect
@@ -116,6 +116,13 @@ class Reader:
             assert self.nested_sql, "materialise the documents and outer levels first"
             return self.nested_sql
         opts = self._json_opts()
+        if self.container == "documents":
+            # Concatenated (pretty-printed) JSON documents: each one a record.
+            return (
+                "SELECT CAST(json AS VARCHAR) AS raw FROM "
+                f"read_json({lit(self.path)}, format='unstructured', records=false, "
+                f"columns={{'json': 'JSON'}}, {opts})"
+            )
         if self.container == "array":
             return (
                 "SELECT CAST(json AS VARCHAR) AS raw FROM "

@@ -32,7 +32,7 @@ _WRAPPER_RE = re.compile(rb'^\s*\{\s*"([^"\\]{1,64})"\s*:\s*\[')
 
 @dataclass(frozen=True)
 class Sniffed:
-    container: str  # lines | array | wrapper | nested
+    container: str  # lines | array | wrapper | nested | documents
     wrapper_key: str | None
     records: list[Any]
     nested_mode: str | None = None  # nested: "lines" (a document per line) | "document"
@@ -159,6 +159,12 @@ def sniff_container(prefix: bytes, wrappers: tuple[str, ...] = KNOWN_WRAPPERS,
         if key in wrappers:
             return Sniffed("wrapper", key, _elements_after_bracket(text, len(
                 prefix[: m.end()].decode("utf-8", errors="replace"))))
+    if stripped[:1] == b"{" and _first_line_incomplete(stripped):
+        # only when the first object parses: a JSON Lines file whose first line is broken
+        # stays JSON Lines (each line one record or one reject)
+        docs = _documents(text)
+        if docs:
+            return Sniffed("documents", None, docs)
     records: list[Any] = []
     for line in prefix.split(b"\n")[:SAMPLE_RECORDS]:
         line = line.strip()
@@ -169,6 +175,37 @@ def sniff_container(prefix: bytes, wrappers: tuple[str, ...] = KNOWN_WRAPPERS,
         except orjson.JSONDecodeError:
             continue
     return Sniffed("lines", None, records)
+
+
+def _first_line_incomplete(stripped: bytes) -> bool:
+    """Pretty-printed JSON (one indented object, or objects concatenated as `jq` prints them):
+    the first line opens an object that it does not close."""
+    first = stripped.split(b"\n", 1)[0].strip()
+    if first.endswith(b"}"):
+        # a whole record on the first line (perhaps with invalid bytes or a bad key): JSON
+        # Lines, where each line is one record or one reject
+        return False
+    try:
+        orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return True
+    return False
+
+
+def _documents(text: str) -> list[Any]:
+    """The first complete JSON documents of a prefix of concatenated (pretty) documents."""
+    decoder = json.JSONDecoder()
+    out: list[Any] = []
+    pos, n = text.index("{"), len(text)
+    while len(out) < SAMPLE_RECORDS and pos < n:
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            break
+        out.append(value)
+        while pos < n and text[pos] in " \t\r\n":
+            pos += 1
+    return out
 
 
 def choose_format(records: list[Any], mappings: list[Mapping]) -> Mapping | None:
