@@ -249,11 +249,17 @@ class Case:
             raise QueryError(redact_text(first)) from None
 
     def stats(self) -> dict[str, Any]:
-        """Counts a summary shows: what the case holds, and over what time."""
+        """Counts a summary shows: what the case holds, and over what time. Tokens are counted
+        as analysis will key them (lineage.ALIAS_SQL: a fingerprint seen elsewhere with one
+        token id is that token), so `ingest` and `scan` report the same number."""
         row = self.con.execute("""
             SELECT (SELECT count(*) FROM events),
                    (SELECT count(*) FROM rejects),
-                   (SELECT count(DISTINCT token_key) FROM events),
+                   (SELECT count(DISTINCT coalesce(a.token_id, e.token_key)) FROM events e
+                    LEFT JOIN (SELECT 'fp:' || token_fp AS key, any_value(token_id) AS token_id
+                               FROM events WHERE token_fp IS NOT NULL AND token_id IS NOT NULL
+                               GROUP BY token_fp HAVING count(DISTINCT token_id) = 1) a
+                      ON e.token_key = a.key),
                    (SELECT count(DISTINCT holder_id) FROM events),
                    (SELECT min(ts) FROM events), (SELECT max(ts) FROM events),
                    (SELECT count(*) FROM sources)

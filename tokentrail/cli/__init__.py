@@ -35,14 +35,15 @@ Examples:
   tokentrail trace ASIALN5YQ6SWF73864KW --db case.duckdb
   tokentrail report --db case.duckdb --html report.html
   tokentrail query "select * from v_token_holders where holders > 1"
-  zcat trail.json.gz | tokentrail ingest - --format cloudtrail
+  zcat trail.json.gz | tokentrail ingest - --log-format cloudtrail
   tokentrail export --parquet lake/ --db case.duckdb   # Parquet, partitioned by day
   tokentrail scan --engine spark --lake lake/          # the same rules on Spark
 
 \b
 Exit codes:
   0 done   1 findings at/above --fail-on   2 usage error
-  3 input error (unreadable file, bad mapping, no usable events, case in use)
+  3 input or I/O error (unreadable file, bad mapping, no usable events, case in use,
+    no such case, disk full)
   130 interrupted
 
 NO_COLOR disables colour; progress goes to stderr, data to stdout.

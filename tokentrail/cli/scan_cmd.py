@@ -118,7 +118,7 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
         return
     db_path = lake or (db if db else (MEMORY if paths else resolve_db_path(None)))
     if not paths and db_path != MEMORY and not is_lake(db_path) and not Path(db_path).exists():
-        raise InputError(f"no case database at {db_path}: give log paths to scan, or --db")
+        raise InputError(f"no such case: {db_path}: give log paths to scan, or --db")
     with new_case_guard(db_path) as guard, open_case(db_path, create=bool(paths)) as case:
         if paths:
             ingestor = Ingestor(case, format_name=format_name, mapping_file=mapping_file)
