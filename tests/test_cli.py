@@ -71,7 +71,7 @@ def test_usage_errors_exit_2(run):
 
 def test_query_without_a_case_is_an_input_error(run, tmp_path):
     r = run("query", "select 1", "--db", str(tmp_path / "none.duckdb"))
-    assert r.exit_code == 3 and "no case database" in r.stderr
+    assert r.exit_code == 3 and "no such case" in r.stderr
 
 
 def test_query_from_stdin_to_csv_file(run, tmp_path):

@@ -156,7 +156,7 @@ def test_report_needs_an_output_a_case_and_a_directory(case_db, tmp_path):
     r = run("report", "--db", str(case_db))
     assert r.exit_code == 2 and "--csv DIR" in r.stderr
     r = run("report", "--db", str(tmp_path / "missing.duckdb"), "--csv", str(tmp_path / "o"))
-    assert r.exit_code == 3 and "no case database" in r.stderr
+    assert r.exit_code == 3 and "no such case" in r.stderr
     assert not (tmp_path / "missing.duckdb").exists() and not (tmp_path / "o").exists()
     blocker = tmp_path / "afile"
     blocker.write_text("x")

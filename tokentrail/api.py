@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pandas as pd
 
 from .analyse import analyse
 from .case import Case
+from .errors import CaseError
 from .findings import Finding
 from .policy import Policy, resolve_policy
 from .trace import resolve, trace
@@ -23,6 +25,8 @@ class OpenCase:
     """Analysis is run once, lazily, the first time derived data is asked for."""
 
     def __init__(self, path: str, *, policy: Policy | str | None = None) -> None:
+        if str(path) != ":memory:" and not os.path.exists(path):
+            raise CaseError(f"no such case: {path}")
         self.case = Case(path)
         self._policy = policy if isinstance(policy, Policy) else resolve_policy(policy)
         self._findings: list[Finding] | None = None
@@ -80,4 +84,7 @@ class OpenCase:
 
 
 def open_case(path: str, *, policy: Policy | str | None = None) -> OpenCase:
+    """Open an existing case (CaseError "no such case" when there is none; nothing is created).
+    Opening the same file again in one process (a notebook re-running a cell) works: both
+    objects share DuckDB's open database."""
     return OpenCase(path, policy=policy)

@@ -8,6 +8,7 @@ tokentrail opens in a newer one.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -81,9 +82,29 @@ def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(stmt)
 
 
+# Tables the analysis (scan, tokens, report, ...) builds; not there in a freshly ingested case.
+_DERIVED = frozenset({"tokens", "token_holders", "findings", "links"})
+
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
 MIGRATIONS: tuple[Migration, ...] = (("001_initial", _m001_initial),)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+_SPILL: list[Any] = [None, 0]  # the process's spill folder and how many cases use it
+
+
+def _acquire_spill() -> str:
+    if _SPILL[0] is None or not os.path.isdir(_SPILL[0]):
+        _SPILL[0] = tempfile.mkdtemp(prefix="tokentrail-spill-")
+    _SPILL[1] += 1
+    return str(_SPILL[0])
+
+
+def _release_spill() -> None:
+    _SPILL[1] = max(_SPILL[1] - 1, 0)
+    if _SPILL[1] == 0 and _SPILL[0] is not None:
+        shutil.rmtree(_SPILL[0], ignore_errors=True)
+        _SPILL[0] = None
 
 
 class _CaseLocked(Exception):
@@ -101,11 +122,13 @@ class Case:
         self.path = str(path) if path is not None else MEMORY
         self.read_only = read_only
         if read_only and self.path != MEMORY and not Path(self.path).exists():
-            raise CaseError(f"no case database at {self.path}; run `tokentrail ingest` first "
-                            "or pass --db")
+            raise CaseError(f"no such case: {self.path} (run `tokentrail ingest` first "
+                            "or pass --db)")
         # Bounded memory whatever the input size: DuckDB spills to a private temp folder
         # instead of growing, within a limit taken from the machine (default_memory_limit).
-        self._spill = tempfile.mkdtemp(prefix="tokentrail-spill-")
+        # One folder per process, so opening the same file twice (a notebook re-running a
+        # cell) gives DuckDB the same configuration and it shares the open database.
+        self._spill = _acquire_spill()
         config: dict[str, Any] = {
             "memory_limit": memory_limit or os.environ.get("TOKENTRAIL_MEMORY_LIMIT")
             or default_memory_limit(),
@@ -115,7 +138,7 @@ class Case:
             self.con = self._connect_waiting(config, wait, on_wait)
         finally:
             if not hasattr(self, "con"):
-                shutil.rmtree(self._spill, ignore_errors=True)
+                _release_spill()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")
         install_macros(self.con)
@@ -154,8 +177,19 @@ class Case:
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self.con.close()
-        shutil.rmtree(self._spill, ignore_errors=True)
+        _release_spill()
+
+    def sandbox(self) -> None:
+        """From now on this database reads and writes nothing but itself: no COPY TO, no
+        read_text/read_csv/read_parquet of other files, no ATTACH, no INSTALL/LOAD, and the
+        setting cannot be turned back (`lock_configuration`). For running a responder's SQL.
+        The case file is already open, and the spill folder stays usable."""
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
 
     def __enter__(self) -> Case:
         return self
@@ -225,15 +259,29 @@ class Case:
                 return [], []
             columns = [d[0] for d in cur.description]
             return columns, cur.fetchall()
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
         except duckdb.Error as exc:
-            raise QueryError(redact_text(str(exc).splitlines()[0] if str(exc) else repr(exc))) from None
+            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            if isinstance(exc, duckdb.CatalogException):
+                missing = _DERIVED.intersection(re.findall(r"[A-Za-z_]+", first))
+                if missing:
+                    first += (f" ({', '.join(sorted(missing))} is built by analysis: run "
+                              f"`tokentrail scan --db {self.path}` first)")
+            raise QueryError(redact_text(first)) from None
 
     def stats(self) -> dict[str, Any]:
-        """Counts a summary shows: what the case holds, and over what time."""
+        """Counts a summary shows: what the case holds, and over what time. Tokens are counted
+        as analysis will key them (lineage.ALIAS_SQL: a fingerprint seen elsewhere with one
+        token id is that token), so `ingest` and `scan` report the same number."""
         row = self.con.execute("""
             SELECT (SELECT count(*) FROM events),
                    (SELECT count(*) FROM rejects),
-                   (SELECT count(DISTINCT token_key) FROM events),
+                   (SELECT count(DISTINCT coalesce(a.token_id, e.token_key)) FROM events e
+                    LEFT JOIN (SELECT 'fp:' || token_fp AS key, any_value(token_id) AS token_id
+                               FROM events WHERE token_fp IS NOT NULL AND token_id IS NOT NULL
+                               GROUP BY token_fp HAVING count(DISTINCT token_id) = 1) a
+                      ON e.token_key = a.key),
                    (SELECT count(DISTINCT holder_id) FROM events),
                    (SELECT min(ts) FROM events), (SELECT max(ts) FROM events),
                    (SELECT count(*) FROM sources)

@@ -6,8 +6,10 @@ Exit codes: 0 done; 1 findings at or above --fail-on; 2 usage error; 3 input err
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -36,14 +38,15 @@ Examples:
   tokentrail timeline --ip 203.0.113.45 --since -30m   # events in time order, pivots
   tokentrail report --db case.duckdb --html report.html
   tokentrail query "select * from v_token_holders where holders > 1"
-  zcat trail.json.gz | tokentrail ingest - --format cloudtrail
+  zcat trail.json.gz | tokentrail ingest - --log-format cloudtrail
   tokentrail export --parquet lake/ --db case.duckdb   # Parquet, partitioned by day
   tokentrail scan --engine spark --lake lake/          # the same rules on Spark
 
 \b
 Exit codes:
   0 done   1 findings at/above --fail-on   2 usage error
-  3 input error (unreadable file, bad mapping, no usable events, case in use)
+  3 input or I/O error (unreadable file, bad mapping, no usable events, case in use,
+    no such case, disk full)
   130 interrupted
 
 NO_COLOR disables colour; progress goes to stderr, data to stdout.
@@ -52,26 +55,89 @@ seconds (default 60; 0 fails at once). $TOKENTRAIL_DB names the default case.
 """
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    try:
+        click.echo(f"error: {sanitize_terminal(redact_text(message, strict=False))}", err=True)
+    except OSError:
+        pass
+    sys.exit(code)
+
+
+def _quiet_stdout() -> None:
+    """stdout is gone (a closed pipe, `| head`): point it at /dev/null so Python's shutdown
+    flush does not print a second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _os_error_message(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"{where}cannot write: no space left on device"
+    return f"{where}{exc.strerror or exc}"
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    import duckdb
+
+    return isinstance(exc, (KeyboardInterrupt, duckdb.InterruptException)) or (
+        isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower())
+
+
 class TokentrailGroup(click.Group):
-    """Maps library errors to exit codes in one place; no traceback for user mistakes."""
+    """Maps errors to exit codes in one place; no traceback for user mistakes, interrupts or
+    I/O failures (README "Exit codes")."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
         try:
-            return super().main(*args, **kwargs)
-        except TokentrailError as exc:  # pragma: no cover - invoke() handles them
-            click.echo(f"error: {sanitize_terminal(redact_text(str(exc), strict=False))}", err=True)
-            sys.exit(int(exc.exit_code))
+            result = super().main(*args, **kwargs)
+        except SystemExit as exc:
+            self._flush_stdout()
+            raise exc from None
+        except BaseException as exc:  # everything invoke() lets through
+            self._handle(exc)
+            raise
+        self._flush_stdout()
+        return result
+
+    def _flush_stdout(self) -> None:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_stdout()
+        except OSError as exc:
+            _quiet_stdout()
+            _fail(f"stdout: {_os_error_message(exc)}", int(ExitCode.INPUT))
+
+    def _handle(self, exc: BaseException) -> None:
+        if isinstance(exc, TokentrailError):
+            _fail(str(exc), int(exc.exit_code))
+        if _is_interrupt(exc):
+            try:
+                click.echo("interrupted", err=True)
+            except OSError:
+                pass
+            sys.exit(int(ExitCode.INTERRUPTED))
+        if isinstance(exc, BrokenPipeError):
+            _quiet_stdout()
+            sys.exit(0)
+        if isinstance(exc, OSError):
+            _quiet_stdout()
+            _fail(_os_error_message(exc), int(ExitCode.INPUT))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except TokentrailError as exc:
-            click.echo(f"error: {sanitize_terminal(redact_text(str(exc), strict=False))}", err=True)
-            ctx.exit(int(exc.exit_code))
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(int(ExitCode.INTERRUPTED))
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except BaseException as exc:
+            self._handle(exc)
+            raise
 
 
 @click.group(cls=TokentrailGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from ..case import Case
-from ..errors import UsageError
+from ..errors import CaseError, UsageError
 from ..output import ROW_FORMATS, cell_text, sanitize_terminal, write_rows
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,11 +64,18 @@ def lock_wait_seconds() -> float:
 LAKE_ANALYSE_COMMANDS = ("scan", "tokens", "holders", "trace", "report", "export")
 
 
-def open_case(path: str | None, *, read_only: bool = False) -> Case:
+def open_case(path: str | None, *, read_only: bool = False, create: bool = False) -> Case:
     """The case a command works on; waits (saying so on stderr) while another process
     holds it, up to $TOKENTRAIL_LOCK_WAIT seconds. A folder or URL is a Parquet lake
-    (`tokentrail export --parquet`): read-only in place, or a working copy for analysis."""
+    (`tokentrail export --parquet`): read-only in place, or a working copy for analysis.
+    Only `create=True` (ingest, scan with paths) makes a new case file: any other command
+    given a path with nothing there fails with "no such case" and creates nothing."""
     from ..lake import is_lake, open_lake
+    from ..case import MEMORY
+
+    if not create and path and path != MEMORY and not is_lake(path) and not os.path.exists(path):
+        raise CaseError(f"no such case: {path} (create one with `tokentrail ingest LOGS --db "
+                        f"{path}`)")
 
     if path and is_lake(path):
         command = click.get_current_context(silent=True)
@@ -80,6 +88,30 @@ def open_case(path: str | None, *, read_only: bool = False) -> Case:
     return Case(path, read_only=read_only, wait=wait,
                 on_wait=lambda: say(f"waiting up to {wait:g} s for case {path}: "
                                     "another tokentrail process has it open"))
+
+
+class _Guard:
+    keep = False
+
+
+@contextmanager
+def new_case_guard(path: str) -> Iterator[_Guard]:
+    """A case file this command creates is removed again unless the command sets
+    `guard.keep` (it ingested something): a failed ingest leaves no empty case behind.
+    A case that existed before is never touched."""
+    from ..case import MEMORY
+
+    existed = path == MEMORY or "://" in path or os.path.exists(path)
+    guard = _Guard()
+    try:
+        yield guard
+    finally:
+        if not existed and not guard.keep:
+            for leftover in (path, f"{path}.wal"):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
 
 
 db_option = click.option(
@@ -104,20 +136,48 @@ def output_options(func: F) -> F:
 
 @contextmanager
 def open_output(path: str) -> Iterator[Any]:
-    """stdout for '-', else a file written atomically (no half-written report on error)."""
+    """Where -o PATH writes (README "Output files").
+
+    '-' is stdout. A regular file, or nothing, is written atomically: a temp file in the same
+    folder renamed over it, so an error or Ctrl-C leaves the old file as it was. A symlink is
+    followed and its target written the same way (the link itself is never replaced). A FIFO
+    or character device (/dev/stdout, /dev/null, a pipe) is written through in place. A
+    folder, socket or block device is refused (exit 2).
+    """
     if path == "-":
         yield sys.stdout
         sys.stdout.flush()
         return
-    tmp = f"{path}.tmp-{os.getpid()}"
+    target = os.path.realpath(path) if os.path.islink(path) else path
     try:
-        fh = open(tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        try:
+            fh = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        with fh:
+            yield fh
+        return
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file, FIFO or character device"
+        raise UsageError(f"cannot write {path}: {kind}")
+    folder = os.path.dirname(os.path.abspath(target))
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.tmp-{os.getpid()}")
+    try:
+        fh = open(tmp, "x", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with fh:
             yield fh
-        os.replace(tmp, path)
+        if mode is not None:
+            os.chmod(tmp, stat.S_IMODE(mode))
+        os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -12,20 +12,23 @@ from ..case import resolve_db_path
 from ..errors import ExitCode, InputError
 from ..ingest import Ingestor, IngestReport
 from ..output import cell_text
-from .common import db_option, open_case, progress_bar, say, stdout_console
+from .common import db_option, new_case_guard, open_case, progress_bar, say, stdout_console
 
 
 @click.command("ingest", epilog="""\b
 Examples:
   tokentrail ingest sample-logs/
   tokentrail ingest 'logs/**/*.json.gz' --db case.duckdb
-  kubectl logs ... | tokentrail ingest - --format k8s-audit
+  kubectl logs ... | tokentrail ingest - --log-format k8s-audit
   tokentrail ingest app.log --mapping my-app.toml --strict
 """)
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @db_option
-@click.option("--format", "format_name", metavar="NAME",
-              help="Read every input as this format instead of sniffing (see `tokentrail formats`).")
+@click.option("--log-format", "format_name", metavar="NAME",
+              help="Read every input as this log format instead of sniffing (see "
+                   "`tokentrail formats`).")
+@click.option("--format", "format_alias", metavar="NAME", hidden=True,
+              help="Old spelling of --log-format.")
 @click.option("--mapping", "mapping_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Read every input with a user mapping (TOML written like the built-in ones).")
 @click.option("--force", is_flag=True, help="Re-ingest files already in the case (same SHA-256).")
@@ -33,7 +36,7 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
 def ingest_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
-               mapping_file: str | None, force: bool, strict: bool, as_json: bool,
+               format_alias: str | None, mapping_file: str | None, force: bool, strict: bool, as_json: bool,
                quiet: bool) -> None:
     """Ingest log files, directories, globs, .gz files or - (stdin) into the case.
 
@@ -43,13 +46,16 @@ def ingest_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
     with the same SHA-256 is a no-op unless --force. Each file is one transaction.
     """
     db_path = resolve_db_path(db)
-    with open_case(db_path) as case:
-        ingestor = Ingestor(case, format_name=format_name, mapping_file=mapping_file,
-                            force=force, strict=strict)
-        with progress_bar(not quiet) as progress:
-            ingestor.progress = progress
-            report = ingestor.run(paths, stdin=sys.stdin.buffer)
-        stats = case.stats()
+    format_name = format_name or format_alias
+    with new_case_guard(db_path) as guard:
+        with open_case(db_path, create=True) as case:
+            ingestor = Ingestor(case, format_name=format_name, mapping_file=mapping_file,
+                                force=force, strict=strict)
+            with progress_bar(not quiet) as progress:
+                ingestor.progress = progress
+                report = ingestor.run(paths, stdin=sys.stdin.buffer)
+            stats = case.stats()
+        guard.keep = bool(stats["sources"])
     if as_json:
         payload = report.as_dict()
         payload["case"] = {"db": db_path, **stats}

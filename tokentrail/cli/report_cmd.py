@@ -87,7 +87,7 @@ def report_cmd(db: str | None, policy_file: str | None, rules_dirs: tuple[str, .
     policy = load_policy_option(policy_file)
     db_path = resolve_db_path(db)
     if db_path == MEMORY or not Path(db_path).exists():
-        raise InputError(f"no case database at {db_path}: run `tokentrail ingest` first, or "
+        raise InputError(f"no such case: {db_path}: run `tokentrail ingest` first, or "
                          "pass --db")
     with open_case(db_path) as case:
         events = case.con.execute("SELECT count(*) FROM events").fetchone()

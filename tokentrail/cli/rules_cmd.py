@@ -45,7 +45,7 @@ def list_cmd(rules_dirs: tuple[str, ...], fmt: str, output: str) -> None:
 def show_cmd(rule_id: str, rules_dirs: tuple[str, ...]) -> None:
     """Print one rule file (metadata, SQL, fixture)."""
     for r in load_rules(rules_dirs):
-        if r.id == rule_id:
+        if r.id.casefold() == rule_id.strip().casefold():
             click.echo(Path(r.source).read_text(encoding="utf-8"), nl=False)
             return
     raise UsageError(f"no rule {rule_id!r}; see `tokentrail rules list`")

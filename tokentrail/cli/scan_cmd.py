@@ -24,7 +24,16 @@ from ..rules import load_rules
 from ..rules.model import SEVERITIES
 from ..rules.runner import failed_rules_error
 from ..timeline import Window, window_from
-from .common import console_for, load_policy_option, open_case, open_output, policy_option, progress_bar, say
+from .common import (
+    console_for,
+    load_policy_option,
+    new_case_guard,
+    open_case,
+    open_output,
+    policy_option,
+    progress_bar,
+    say,
+)
 from .render import print_incidents
 
 SCAN_FORMATS = ("table", "json", "jsonl", "csv", "sarif", "ocsf")
@@ -59,7 +68,8 @@ are named on stderr; TOKENTRAIL_MEMORY_LIMIT gives DuckDB more memory).
 @click.option("--db", "db", metavar="FILE",
               help="Case database. With PATHs and no --db the case is in memory (CI); without "
                    "PATHs, --db or $TOKENTRAIL_DB or ./tokentrail.duckdb is analysed.")
-@click.option("--log-format", "format_name", metavar="NAME", help="Read every input as this log format.")
+@click.option("--log-format", "format_name", metavar="NAME",
+              help="Read every input as this log format instead of sniffing (as for ingest).")
 @click.option("--mapping", "mapping_file", metavar="FILE", help="Read every input with a user mapping.")
 @policy_option
 @click.option("--rules", "rules_dirs", multiple=True, metavar="DIR",
@@ -129,15 +139,25 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
         return
     db_path = lake or (db if db else (MEMORY if paths else resolve_db_path(None)))
     if not paths and db_path != MEMORY and not is_lake(db_path) and not Path(db_path).exists():
-        raise InputError(f"no case database at {db_path}: give log paths to scan, or --db")
-    with open_case(db_path) as case:
+        raise InputError(f"no such case: {db_path}: give log paths to scan, or --db")
+    with new_case_guard(db_path) as guard, open_case(db_path, create=bool(paths)) as case:
         if paths:
             ingestor = Ingestor(case, format_name=format_name, mapping_file=mapping_file)
             with progress_bar(not quiet) as progress:
                 ingestor.progress = progress
                 report = ingestor.run(paths, stdin=sys.stdin.buffer)
+            guard.keep = bool(case.stats()["sources"])
+            failed = [f for f in report.problems if f.status == "failed"]
             for f in report.problems:
-                say(f"warning: {f.name}: {f.message}")
+                say(f"{'error' if f in failed else 'warning'}: {f.name}: {f.message}")
+            if failed:
+                # A missing or unreadable input is exit 3, as for ingest: a CI job must not
+                # pass on a scan that silently skipped a log.
+                raise SystemExit(int(ExitCode.INPUT))
+            if not report.files:
+                raise InputError("no input files found")
+        else:
+            guard.keep = True
         events = case.con.execute("SELECT count(*) FROM events").fetchone()
         if not events or not events[0]:
             raise InputError("no usable events in the input: nothing was analysed "

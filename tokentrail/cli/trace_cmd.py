@@ -11,7 +11,7 @@ from rich.tree import Tree
 
 from ..analyse import analyse
 from ..case import resolve_db_path
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..output import cell_text
 from ..trace import resolve, trace
 from .common import console_for, db_option, load_policy_option, open_case, open_output, policy_option
@@ -25,7 +25,7 @@ Examples:
   tokentrail trace --token-file leaked.txt
 """)
 @click.argument("token", required=False, metavar="[ID|FINGERPRINT|-]")
-@click.option("--token-file", type=click.Path(exists=True, dir_okay=False),
+@click.option("--token-file", metavar="FILE",
               help="Read a raw token from FILE (it is fingerprinted, never stored or printed).")
 @db_option
 @policy_option
@@ -42,8 +42,12 @@ def trace_cmd(token: str | None, token_file: str | None, db: str | None, policy_
     """
     raw = None
     if token_file:
-        with open(token_file, encoding="utf-8", errors="replace") as fh:
-            raw = fh.read().strip()
+        try:
+            with open(token_file, encoding="utf-8", errors="replace") as fh:
+                raw = fh.read().strip()
+        except OSError as exc:
+            raise InputError(f"cannot read --token-file: {exc.strerror or exc}",
+                             file=token_file) from None
     elif token == "-":
         raw = sys.stdin.read().strip()
     elif not token:

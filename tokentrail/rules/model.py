@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import TokentrailError
+from ..errors import TokentrailError, UsageError
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 HIT_COLUMNS = ("token_key", "holder_id", "first_seen", "last_seen", "count", "event_ids", "reasons")
@@ -116,7 +116,10 @@ def load_rules(extra_dirs: tuple[str, ...] = (), *, builtin: bool = True) -> lis
         p = Path(d)
         if not p.is_dir():
             raise RuleError("not a directory of rule files", file=d)
-        paths.extend(sorted(p.glob("*.toml")))
+        found = sorted(p.glob("*.toml"))
+        if not found:
+            raise UsageError("no rule file (*.toml) in this folder", file=d)
+        paths.extend(found)
     by_id: dict[str, Rule] = {}
     for path in paths:
         rule = load_rule(path)

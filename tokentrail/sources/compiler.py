@@ -217,7 +217,7 @@ SELECT _doc_line, _rej, _why, _pe.p AS _p, '' AS _h, _pe.e AS _e FROM (
       FROM (
         SELECT doc_line, raw, TRY(json_extract(raw, {top_paths})) AS _tops
         FROM {NESTED_SRC}
-        WHERE raw IS NOT NULL AND NOT regexp_full_match(raw, '\\s*')
+        WHERE raw IS NOT NULL AND NOT regexp_full_match(raw, '[ \\t\\r\\n]*')
       )
     )
   )
@@ -377,7 +377,7 @@ SELECT * EXCLUDE (raw, r_missing, _workload, line, event_id{drop}),
 FROM (
  SELECT * REPLACE ({HOLDER_ID_SQL} AS holder_id, {HOLDER_TIER_SQL} AS holder_tier),
         -- regexes, not trim(): trim copies every (long) line
-        CASE{why} WHEN raw IS NULL OR regexp_full_match(raw, '\\s*') THEN '{BLANK}'
+        CASE{why} WHEN raw IS NULL OR regexp_full_match(raw, '[ \\t\\r\\n]*') THEN '{BLANK}'
              WHEN r_missing THEN (CASE WHEN json_valid(raw) THEN 'not a JSON object'
                                        ELSE 'invalid JSON' END)
              WHEN ts IS NULL THEN 'no usable timestamp'{checks}
