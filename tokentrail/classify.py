@@ -73,6 +73,15 @@ def _net24(ip: str) -> str:
             f"THEN regexp_replace({ip}, '\\.\\d+$', '') ELSE {ip} END")
 
 
+def _device_family(ua: str) -> str:
+    """A user agent's product and platform without versions ("Mozilla/5.0 (iPhone; CPU ...)"
+    -> mozilla/iphone, "python-requests/2.31" -> python-requests/): stays when the device
+    changes networks or updates, differs between a phone, a laptop and a script. Every browser
+    is "Mozilla", so the product alone would not tell one device from another."""
+    return (f"CASE WHEN tt_ua_family({ua}) IS NOT NULL THEN tt_ua_family({ua}) || '/' "
+            f"|| lower(regexp_extract({ua}, '\\(\\s*([^;)\\s]+)', 1)) END")
+
+
 def _private(ip: str) -> str:
     tests = " OR ".join(f"starts_with({ip}, '{p}')" for p in _PRIVATE_PREFIXES)
     rfc1918_172 = (f"(starts_with({ip}, '172.') AND TRY_CAST(split_part({ip}, '.', 2) AS INTEGER) "
@@ -185,12 +194,19 @@ WITH facts AS (
              AS in_owner_nets,
          {_same_v4_net(ip, 't.issued_ip')} AS near_issued_ip,
          {pod_match} AS pod_match,
-         (SELECT 'address ' || sl.src_ip || ' signed in to the token''s identity-provider session '
-                 || sl.session_id || ' itself (' || sl.event_id || ', same user agent family)'
+         (SELECT CASE sl.how WHEN 'login'
+                 THEN 'address ' || sl.src_ip || ' signed in to the token''s identity-provider session '
+                      || sl.session_id || ' itself (' || sl.event_id || ', same user agent family)'
+                 ELSE 'address ' || sl.src_ip || ' redeemed a refresh token in the token''s '
+                      || 'identity-provider session ' || sl.session_id || ' (' || sl.event_id
+                      || ') with the device that signed in to it (' || sl.device || ', '
+                      || sl.login_event_id || '): the same device on another network' END
           FROM _tt_session_logins sl
           WHERE sl.session_id = t.issued_session_id AND sl.src_ip = {ip}
             AND sl.ua IS NOT DISTINCT FROM tt_ua_family(th.user_agents[1])
-            AND len(th.user_agents) <= 1 LIMIT 1) AS session_login,
+            AND (sl.how = 'login' OR sl.device = {_device_family('th.user_agents[1]')})
+            AND len(th.user_agents) <= 1
+          ORDER BY sl.how = 'login' DESC, sl.event_id LIMIT 1) AS session_login,
          coalesce(th.holder_tier = 'network' AND {_private(ip)} AND count(*) FILTER (
              WHERE th.holder_tier = 'network' AND {_private(ip)}) OVER (PARTITION BY th.token_key) = 1,
              false) AS sole_internal
@@ -324,13 +340,26 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
         WHERE t.client_id IS NOT NULL AND starts_with(th.holder_id, 'ip:')
           AND NOT {_private("split_part(substr(th.holder_id, 4), '/', 1)")}
     """)
-    # Addresses that logged in to an IdP session themselves (per user-agent family).
-    con.execute("""
+    # Addresses that logged in to an IdP session themselves (per user-agent family), and
+    # addresses that redeemed a refresh token in the session with the device (product and
+    # platform) that signed in to it: the same phone on Wi-Fi, then on its carrier. A refresh
+    # from a device that never signed in (another platform, a script) does not count.
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _tt_session_logins AS
-        SELECT session_id, src_ip, tt_ua_family(user_agent) AS ua, min(event_id) AS event_id
-        FROM events
-        WHERE kind = 'login' AND session_id IS NOT NULL AND src_ip IS NOT NULL
-          AND coalesce(outcome, 'success') <> 'failure'
+        WITH ok AS (
+          SELECT session_id, src_ip, kind, event_id, tt_ua_family(user_agent) AS ua,
+                 {_device_family('user_agent')} AS device
+          FROM events
+          WHERE kind IN ('login', 'refresh') AND session_id IS NOT NULL AND src_ip IS NOT NULL
+            AND coalesce(outcome, 'success') <> 'failure')
+        SELECT session_id, src_ip, ua, 'login' AS how, CAST(NULL AS VARCHAR) AS device,
+               min(event_id) AS event_id, CAST(NULL AS VARCHAR) AS login_event_id
+        FROM ok WHERE kind = 'login' GROUP BY ALL
+        UNION ALL
+        SELECT r.session_id, r.src_ip, r.ua, 'refresh', r.device, min(r.event_id), min(l.event_id)
+        FROM ok r JOIN ok l ON l.kind = 'login' AND l.session_id = r.session_id
+                           AND l.device = r.device
+        WHERE r.kind = 'refresh'
         GROUP BY ALL
     """)
     # Ask the policy once per distinct identity, not once per use in the CASE below: each
