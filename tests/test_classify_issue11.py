@@ -129,3 +129,61 @@ def test_refresh_from_another_device_does_not_make_the_owner(tmp_path):
     assert got[(a1, "ip:172.58.20.31/mozilla")][0] in ("stolen", "forwarded")
     assert any(SEVERITY[f.severity] >= SEVERITY["high"] and f.holder.get("id") == "ip:172.58.20.31/mozilla"
                for f in findings)
+
+
+# --- 11.2: session-level refresh theft ------------------------------------------------------
+
+SESSION = "102Rf8cQe2LTnKp3sWm7YdGhA"
+
+
+def _refreshed_by(ua: str, ip: str, os_: str, browser: str, *, login_first: bool = False):
+    """refresh-roaming.json with its second refresh grant redeemed from `ip` by `ua`."""
+    events = json.loads((DIR / "refresh-roaming.json").read_text())
+    for e in events[4:6]:
+        e["client"]["userAgent"] = {"rawUserAgent": ua, "os": os_, "browser": browser}
+        e["client"]["ipAddress"] = ip
+        e["request"]["ipChain"][0]["ip"] = ip
+    if login_first:  # that device signed in to the session itself a minute before
+        login = json.loads(json.dumps(events[0]))
+        login.update(published="2026-11-02T08:54:00.000Z", uuid="5f0e1d2c-0001-11f1-9a6b-3b7f1e2dffff")
+        login["client"] = json.loads(json.dumps(events[4]["client"]))
+        login["request"] = json.loads(json.dumps(events[4]["request"]))
+        events.insert(4, login)
+    return events, events[-4]["target"][-1]["id"]
+
+
+def test_refresh_redeemed_by_a_new_holder_makes_its_tokens_stolen(tmp_path):
+    events, a2 = _refreshed_by("python-requests/2.31.0", "198.51.100.77", "Unknown", "UNKNOWN")
+    got, findings = _scan(tmp_path, events, [
+        use("08:56:00", a2, "198.51.100.77", "python-requests/2.31.0", request_id="t-1")])
+    cls, conf, reasons = got[(a2, "ip:198.51.100.77/python-requests")]
+    assert (cls, conf) == ("stolen", 0.8)  # although the thief received it at the token endpoint
+    assert SESSION in reasons[0] and "203.0.113.10 mozilla/iphone" in reasons[0]
+    assert "new network and new device" in reasons[0]
+    assert any(f.holder.get("id") == "ip:198.51.100.77/python-requests"
+               and SEVERITY[f.severity] >= SEVERITY["high"] for f in findings)
+
+
+def test_phone_on_its_carrier_and_a_second_device_that_signed_in_are_not_thieves(tmp_path):
+    # Wi-Fi -> carrier: same device, new address
+    events, a2 = _refreshed_by(PHONE, "172.58.20.31", "iOS", "SAFARI")
+    got, findings = _scan(tmp_path, events, [use("08:56:00", a2, "172.58.20.31", PHONE)])
+    assert got[(a2, "ip:172.58.20.31/mozilla")][0] == "owner"
+    assert_quiet(got, findings)
+    # the laptop signed in to the session itself, then refreshed: an earlier holder
+    events, a2 = _refreshed_by(MAC, "198.51.100.20", "Mac OS X", "CHROME", login_first=True)
+    got, findings = _scan(tmp_path, events, [use("08:56:00", a2, "198.51.100.20", MAC)])
+    assert got[(a2, "ip:198.51.100.20/mozilla")][0] == "owner"
+    assert_quiet(got, findings)
+
+
+def test_app_refreshing_with_its_http_library_while_the_device_presents_is_not_theft(tmp_path):
+    """A native app's token-endpoint user agent is its HTTP library (Entra logs MSAL's
+    python-requests for the Azure CLI), not what it sends to the API: when the yielded token
+    is presented by a device the session already had, the refresher is not a new holder."""
+    events, a2 = _refreshed_by("okhttp/4.12.0", "172.58.20.31", "Android", "UNKNOWN")
+    got, findings = _scan(tmp_path, events, [
+        use("08:01:00", events[2]["target"][-1]["id"], "203.0.113.10", PHONE),
+        use("08:56:00", a2, "172.58.20.31", PHONE)])
+    assert got[(a2, "ip:172.58.20.31/mozilla")][0] != "stolen"
+    assert not [f for f in findings if SEVERITY[f.severity] > SEVERITY["medium"]]

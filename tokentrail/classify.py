@@ -194,6 +194,10 @@ WITH facts AS (
              AS in_owner_nets,
          {_same_v4_net(ip, 't.issued_ip')} AS near_issued_ip,
          {pod_match} AS pod_match,
+         (SELECT st.reason FROM _tt_session_theft st WHERE st.token_key = th.token_key
+            -- a presenter with a device the session already had is not the new holder
+            AND NOT coalesce(list_contains(st.earlier_devices, {_device_family('th.user_agents[1]')}), false))
+             AS session_theft,
          (SELECT CASE sl.how WHEN 'login'
                  THEN 'address ' || sl.src_ip || ' signed in to the token''s identity-provider session '
                       || sl.session_id || ' itself (' || sl.event_id || ', same user agent family)'
@@ -227,6 +231,11 @@ WITH facts AS (
       WHEN declared_transport THEN ['transport', '0.9', 'declared transport hop (policy)']
       WHEN proof_replays > 0 AND owner_match IS NULL OR proof_replays > 0 AND proof_replays = count
         THEN ['stolen', '0.9', 'replayed a DPoP proof (same proof jti) first used on an earlier request']
+      -- Session level (issue 11.2): the token came out of a refresh grant redeemed by a new
+      -- holder of the IdP session (new network and new device), so whoever presents it, the
+      -- refresher included, holds it through a stolen refresh token.
+      WHEN session_theft IS NOT NULL AND NOT delegated
+        THEN ['stolen', '0.8', session_theft]
       WHEN owner_match IS NOT NULL AND NOT delegated
         THEN ['owner', CAST({tier_conf} AS VARCHAR), owner_match]
       WHEN relayed AND relayed_from IS NOT NULL AND owner_match IS NULL AND actor_match IS NULL
@@ -361,6 +370,38 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
                            AND l.device = r.device
         WHERE r.kind = 'refresh'
         GROUP BY ALL
+    """)
+    # Tokens minted by a refresh grant in an IdP session from a new holder: an external
+    # address none of the session's earlier sign-ins / grants / refreshes came from, with a
+    # device (user-agent product + platform) none of them had. A phone changing networks keeps
+    # its device; a second device that signed in itself is an earlier holder of its address.
+    # Earlier holders include presentations that name the session (Graph activity logs):
+    # an app's token-endpoint user agent (MSAL) is not its resource one (Azure CLI), so a
+    # presenter whose device the session already had is not judged a new holder.
+    # Unknown user agents on either side prove nothing, so they never make a theft.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _tt_session_theft AS
+        WITH hold AS (
+          SELECT session_id, ts, event_id, kind, src_ip, {_device_family('user_agent')} AS device
+          FROM events
+          WHERE kind IN ('login', 'issue', 'refresh', 'use', 'deny') AND session_id IS NOT NULL
+            AND src_ip IS NOT NULL AND coalesce(outcome, 'success') <> 'failure')
+        SELECT t.token_key,
+               'redeemed a refresh token in identity-provider session ' || t.issued_session_id
+               || ' from a new holder (' || t.issued_ip || ', ' || {_device_family('t.issued_user_agent')}
+               || ', ' || t.issue_event_id || '): new network and new device compared with every '
+               || 'earlier holder of the session (' || string_agg(DISTINCT h.src_ip || ' ' || h.device, ', ')
+               || ')' || coalesce('; refresh family ' || any_value(t.parent_token_key), '')
+               || '; no exchange' AS reason,
+               list(DISTINCT h.device) AS earlier_devices
+        FROM tokens t JOIN hold h ON h.session_id = t.issued_session_id AND h.ts < t.issued_at
+        WHERE t.issue_kind = 'refresh' AND t.issued_ip IS NOT NULL
+          AND NOT {_private('t.issued_ip')}
+          AND {_device_family('t.issued_user_agent')} IS NOT NULL
+        GROUP BY t.token_key, t.issued_session_id, t.issued_ip, t.issued_user_agent, t.issue_event_id
+        HAVING bool_and(h.device IS NOT NULL OR h.kind IN ('use', 'deny'))
+           AND NOT bool_or(h.src_ip = t.issued_ip)
+           AND NOT bool_or(h.device = {_device_family('t.issued_user_agent')})
     """)
     # Ask the policy once per distinct identity, not once per use in the CASE below: each
     # lookup is a join, and the classification mentions a workload a dozen times.
