@@ -73,6 +73,15 @@ def _net24(ip: str) -> str:
             f"THEN regexp_replace({ip}, '\\.\\d+$', '') ELSE {ip} END")
 
 
+def _device_family(ua: str) -> str:
+    """A user agent's product and platform without versions ("Mozilla/5.0 (iPhone; CPU ...)"
+    -> mozilla/iphone, "python-requests/2.31" -> python-requests/): stays when the device
+    changes networks or updates, differs between a phone, a laptop and a script. Every browser
+    is "Mozilla", so the product alone would not tell one device from another."""
+    return (f"CASE WHEN tt_ua_family({ua}) IS NOT NULL THEN tt_ua_family({ua}) || '/' "
+            f"|| lower(regexp_extract({ua}, '\\(\\s*([^;)\\s]+)', 1)) END")
+
+
 def _private(ip: str) -> str:
     tests = " OR ".join(f"starts_with({ip}, '{p}')" for p in _PRIVATE_PREFIXES)
     rfc1918_172 = (f"(starts_with({ip}, '172.') AND TRY_CAST(split_part({ip}, '.', 2) AS INTEGER) "
@@ -185,12 +194,23 @@ WITH facts AS (
              AS in_owner_nets,
          {_same_v4_net(ip, 't.issued_ip')} AS near_issued_ip,
          {pod_match} AS pod_match,
-         (SELECT 'address ' || sl.src_ip || ' signed in to the token''s identity-provider session '
-                 || sl.session_id || ' itself (' || sl.event_id || ', same user agent family)'
+         (SELECT st.reason FROM _tt_session_theft st WHERE st.token_key = th.token_key
+            -- a presenter with a device the session already had is not the new holder
+            AND NOT coalesce(list_contains(st.earlier_devices, {_device_family('th.user_agents[1]')}), false))
+             AS session_theft,
+         (SELECT CASE sl.how WHEN 'login'
+                 THEN 'address ' || sl.src_ip || ' signed in to the token''s identity-provider session '
+                      || sl.session_id || ' itself (' || sl.event_id || ', same user agent family)'
+                 ELSE 'address ' || sl.src_ip || ' redeemed a refresh token in the token''s '
+                      || 'identity-provider session ' || sl.session_id || ' (' || sl.event_id
+                      || ') with the device that signed in to it (' || sl.device || ', '
+                      || sl.login_event_id || '): the same device on another network' END
           FROM _tt_session_logins sl
           WHERE sl.session_id = t.issued_session_id AND sl.src_ip = {ip}
             AND sl.ua IS NOT DISTINCT FROM tt_ua_family(th.user_agents[1])
-            AND len(th.user_agents) <= 1 LIMIT 1) AS session_login,
+            AND (sl.how = 'login' OR sl.device = {_device_family('th.user_agents[1]')})
+            AND len(th.user_agents) <= 1
+          ORDER BY sl.how = 'login' DESC, sl.event_id LIMIT 1) AS session_login,
          coalesce(th.holder_tier = 'network' AND {_private(ip)} AND count(*) FILTER (
              WHERE th.holder_tier = 'network' AND {_private(ip)}) OVER (PARTITION BY th.token_key) = 1,
              false) AS sole_internal
@@ -214,6 +234,11 @@ WITH facts AS (
         THEN ['stolen', '0.9', 'replayed a DPoP proof (same proof jti) first used on an earlier request']
       WHEN instance_off IS NOT NULL AND NOT in_nat
         THEN ['stolen', '0.9', instance_off]
+      -- Session level (issue 11.2): the token came out of a refresh grant redeemed by a new
+      -- holder of the IdP session (new network and new device), so whoever presents it, the
+      -- refresher included, holds it through a stolen refresh token.
+      WHEN session_theft IS NOT NULL AND NOT delegated
+        THEN ['stolen', '0.8', session_theft]
       WHEN owner_match IS NOT NULL AND NOT delegated
         THEN ['owner', CAST({tier_conf} AS VARCHAR), owner_match]
       WHEN relayed AND relayed_from IS NOT NULL AND owner_match IS NULL AND actor_match IS NULL
@@ -359,14 +384,59 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
         WHERE t.client_id IS NOT NULL AND starts_with(th.holder_id, 'ip:')
           AND NOT {_private("split_part(substr(th.holder_id, 4), '/', 1)")}
     """)
-    # Addresses that logged in to an IdP session themselves (per user-agent family).
-    con.execute("""
+    # Addresses that logged in to an IdP session themselves (per user-agent family), and
+    # addresses that redeemed a refresh token in the session with the device (product and
+    # platform) that signed in to it: the same phone on Wi-Fi, then on its carrier. A refresh
+    # from a device that never signed in (another platform, a script) does not count.
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _tt_session_logins AS
-        SELECT session_id, src_ip, tt_ua_family(user_agent) AS ua, min(event_id) AS event_id
-        FROM events
-        WHERE kind = 'login' AND session_id IS NOT NULL AND src_ip IS NOT NULL
-          AND coalesce(outcome, 'success') <> 'failure'
+        WITH ok AS (
+          SELECT session_id, src_ip, kind, event_id, tt_ua_family(user_agent) AS ua,
+                 {_device_family('user_agent')} AS device
+          FROM events
+          WHERE kind IN ('login', 'refresh') AND session_id IS NOT NULL AND src_ip IS NOT NULL
+            AND coalesce(outcome, 'success') <> 'failure')
+        SELECT session_id, src_ip, ua, 'login' AS how, CAST(NULL AS VARCHAR) AS device,
+               min(event_id) AS event_id, CAST(NULL AS VARCHAR) AS login_event_id
+        FROM ok WHERE kind = 'login' GROUP BY ALL
+        UNION ALL
+        SELECT r.session_id, r.src_ip, r.ua, 'refresh', r.device, min(r.event_id), min(l.event_id)
+        FROM ok r JOIN ok l ON l.kind = 'login' AND l.session_id = r.session_id
+                           AND l.device = r.device
+        WHERE r.kind = 'refresh'
         GROUP BY ALL
+    """)
+    # Tokens minted by a refresh grant in an IdP session from a new holder: an external
+    # address none of the session's earlier sign-ins / grants / refreshes came from, with a
+    # device (user-agent product + platform) none of them had. A phone changing networks keeps
+    # its device; a second device that signed in itself is an earlier holder of its address.
+    # Earlier holders include presentations that name the session (Graph activity logs):
+    # an app's token-endpoint user agent (MSAL) is not its resource one (Azure CLI), so a
+    # presenter whose device the session already had is not judged a new holder.
+    # Unknown user agents on either side prove nothing, so they never make a theft.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _tt_session_theft AS
+        WITH hold AS (
+          SELECT session_id, ts, event_id, kind, src_ip, {_device_family('user_agent')} AS device
+          FROM events
+          WHERE kind IN ('login', 'issue', 'refresh', 'use', 'deny') AND session_id IS NOT NULL
+            AND src_ip IS NOT NULL AND coalesce(outcome, 'success') <> 'failure')
+        SELECT t.token_key,
+               'redeemed a refresh token in identity-provider session ' || t.issued_session_id
+               || ' from a new holder (' || t.issued_ip || ', ' || {_device_family('t.issued_user_agent')}
+               || ', ' || t.issue_event_id || '): new network and new device compared with every '
+               || 'earlier holder of the session (' || string_agg(DISTINCT h.src_ip || ' ' || h.device, ', ')
+               || ')' || coalesce('; refresh family ' || any_value(t.parent_token_key), '')
+               || '; no exchange' AS reason,
+               list(DISTINCT h.device) AS earlier_devices
+        FROM tokens t JOIN hold h ON h.session_id = t.issued_session_id AND h.ts < t.issued_at
+        WHERE t.issue_kind = 'refresh' AND t.issued_ip IS NOT NULL
+          AND NOT {_private('t.issued_ip')}
+          AND {_device_family('t.issued_user_agent')} IS NOT NULL
+        GROUP BY t.token_key, t.issued_session_id, t.issued_ip, t.issued_user_agent, t.issue_event_id
+        HAVING bool_and(h.device IS NOT NULL OR h.kind IN ('use', 'deny'))
+           AND NOT bool_or(h.src_ip = t.issued_ip)
+           AND NOT bool_or(h.device = {_device_family('t.issued_user_agent')})
     """)
     # Ask the policy once per distinct identity, not once per use in the CASE below: each
     # lookup is a join, and the classification mentions a workload a dozen times.
