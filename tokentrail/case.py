@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -90,6 +91,22 @@ MIGRATIONS: tuple[Migration, ...] = (("001_initial", _m001_initial),)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_OPEN: weakref.WeakSet[Case] = weakref.WeakSet()  # open cases, for interrupt_open_cases()
+
+
+def interrupt_open_cases() -> None:
+    """Ask every open case's running query to stop (DuckDB then raises InterruptException
+    in the thread that runs it). DuckDB checks no signal of its own while it computes, so a
+    Ctrl-C handler calls this from another thread."""
+    for case in list(_OPEN):
+        con = getattr(case, "con", None)
+        if con is not None:
+            try:
+                con.interrupt()
+            except duckdb.Error:
+                pass
+
+
 _SPILL: list[Any] = [None, 0]  # the process's spill folder and how many cases use it
 
 
@@ -139,6 +156,7 @@ class Case:
         finally:
             if not hasattr(self, "con"):
                 _release_spill()
+        _OPEN.add(self)
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")
         install_macros(self.con)

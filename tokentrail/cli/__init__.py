@@ -88,12 +88,54 @@ def _is_interrupt(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower())
 
 
+_WATCHING = False  # the watcher is installed once per process
+
+
+def _watch_interrupts() -> None:
+    """Ctrl-C must stop a DuckDB query that is computing: the main thread is inside DuckDB
+    and runs no Python signal handler until the query ends. The C-level handler still
+    writes the signal number to a wakeup fd at once; a daemon thread reading it asks every
+    open case to stop, DuckDB raises InterruptException, and that is exit 130. An inherited
+    ignored SIGINT (a background job) stays ignored."""
+    import signal
+    import threading
+
+    global _WATCHING
+    if _WATCHING or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    try:
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except (OSError, ValueError):
+        return
+
+    def watch() -> None:
+        from ..case import interrupt_open_cases
+
+        while True:
+            try:
+                data = os.read(r, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            if signal.SIGINT in data:
+                interrupt_open_cases()
+
+    threading.Thread(target=watch, name="tokentrail-interrupt", daemon=True).start()
+    _WATCHING = True
+
+
 class TokentrailGroup(click.Group):
     """Maps errors to exit codes in one place; no traceback for user mistakes, interrupts or
     I/O failures (README "Exit codes")."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
+        _watch_interrupts()
         try:
             result = super().main(*args, **kwargs)
         except SystemExit as exc:
