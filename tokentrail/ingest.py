@@ -34,7 +34,7 @@ from .sources.compiler import (
     stage_sql,
 )
 from .sources.discover import LineCounter, SourceFile, expand
-from .sources.documents import salvage_documents
+from .sources.documents import iter_documents, salvage_documents
 from .sources.mapping import Mapping, load_mapping
 from .sources.registry import builtin_mappings, get_mapping
 from .sources.sniff import (
@@ -190,20 +190,12 @@ def _salvage_documents(src: SourceFile, workdir: str) -> tuple[str, int, str | N
     Only for broken files: a Python pass over their documents is acceptable here."""
     data, damage = _read_damaged(src)
     text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
-    decoder = json.JSONDecoder()
     out_path = os.path.join(workdir, "salvage-docs.jsonl")
     count = 0
     reason: str | None = damage
-    pos, n = 0, len(text)
     with open(out_path, "w", encoding="utf-8") as out:
-        while True:
-            while pos < n and text[pos] in " \t\r\n":
-                pos += 1
-            if pos >= n:
-                break
-            try:
-                value, pos = decoder.raw_decode(text, pos)
-            except ValueError:
+        for ok, value in iter_documents(text, resync=False):
+            if not ok:
                 reason = (damage + "; " if damage else "") + (
                     f"JSON document {count + 1} is truncated or malformed; it and the rest of "
                     "the file are lost")
