@@ -320,7 +320,7 @@ def tokentrail_command(data: Path, db: Path) -> tuple[list[str], str]:
                  "--quiet"], "cli")
     code = ("import sys\n"
             "from tokentrail import Case\n"
-            "from tokentrail.ingest import ingest\n"
+            "from tokentrail.case.ingest import ingest\n"
             "c = Case(sys.argv[2])\n"
             "r = ingest(c, [sys.argv[1]])\n"
             "c.close() if hasattr(c, 'close') else None\n"
@@ -339,7 +339,7 @@ con.close()
 """
 
 LIMIT_CODE = """
-from tokentrail.case import Case
+from tokentrail.case.store import Case
 with Case() as c:
     print(c.con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
 """

@@ -492,10 +492,10 @@ print(*con.execute("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM 
 # queries; edits nothing.
 SPLIT_CODE = r"""
 import json, sys, time
-from tokentrail.case import Case
+from tokentrail.case.store import Case
 from tokentrail import lineage
 from tokentrail.analyse import install_policy
-from tokentrail.classify import classify
+from tokentrail.provenance.classify import classify
 from tokentrail.rules import load_rules, runner
 
 out = {"steps": {}, "rules": {}, "per_finding": {"lookups": 0.0}}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 
 ORCH = "spiffe://acme.example/ns/agents/sa/orchestrator"
 CODER = "spiffe://acme.example/ns/agents/sa/coder"
@@ -228,7 +228,7 @@ def test_unknown_token_gets_low_confidence_unknown(tmp_path):
 
 
 def test_policy_declares_transports_nat_and_workload_aliases(tmp_path):
-    from tokentrail.policy import parse_policy
+    from tokentrail.provenance.policy import parse_policy
 
     policy = parse_policy("""
 [[workloads]]

@@ -14,8 +14,8 @@ from conftest import FIXTURES
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
-from tokentrail.ingest import ingest
-from tokentrail.sqlmacros import install_macros
+from tokentrail.case.ingest import ingest
+from tokentrail.case.sqlmacros import install_macros
 
 DIR = FIXTURES / "okta-session"
 PHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "

@@ -10,7 +10,7 @@ from conftest import FIXTURES
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 
 GRANT = FIXTURES / "okta-mesh" / "cc-grant.json"
 AT = "AT.cc7Hq2Wm9Xz4Lp1Rt6Yv3Bn8Kd5Fs0Gj2Ue7Io4Pa9Q"
@@ -64,7 +64,7 @@ def test_second_mesh_presenter_of_the_apps_token_is_still_forwarded(tmp_path):
 
 
 def test_policy_alias_of_the_app_name_makes_the_owner(tmp_path):
-    from tokentrail.policy import parse_policy
+    from tokentrail.provenance.policy import parse_policy
 
     policy = parse_policy(f"""
 [[workloads]]

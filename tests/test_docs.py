@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from conftest import REPO
 
 from tokentrail import __version__
+from tokentrail.case.views import VIEWS
 from tokentrail.cli import main
 from tokentrail.sources.registry import formats_markdown
-from tokentrail.views import VIEWS
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -63,7 +63,7 @@ def test_readme_rules_table_is_generated_from_the_rule_files():
 
 
 def test_readme_policy_example_is_a_valid_policy():
-    from tokentrail.policy import parse_policy
+    from tokentrail.provenance.policy import parse_policy
 
     block = re.search(r"## Policy.*?```toml\n(.*?)```", README, re.S)
     assert block

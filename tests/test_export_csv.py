@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES
 
+from tokentrail.case.schema import EVENT_COLUMN_NAMES
 from tokentrail.cli import main
 from tokentrail.export import CSV_FILES, csvdir
 from tokentrail.results import FINDING_CSV_COLUMNS
-from tokentrail.schema import EVENT_COLUMN_NAMES
 
 EXPORT = FIXTURES / "export"
 AWKWARD = EXPORT / "awkward.jsonl"

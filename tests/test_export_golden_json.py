@@ -12,8 +12,8 @@ from test_export_sarif import EXPORT, check_golden, scan
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
+from tokentrail.case.ingest import ingest
 from tokentrail.export.html import render_html_report
-from tokentrail.ingest import ingest
 
 
 @pytest.fixture(scope="module")

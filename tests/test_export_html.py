@@ -19,8 +19,8 @@ from conftest import FIXTURES, REPO, write_jsonl
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
+from tokentrail.case.ingest import ingest
 from tokentrail.export.html import TEMPLATES, render_html_report, write_html_report
-from tokentrail.ingest import ingest
 
 HTML_FIXTURES = FIXTURES / "html"
 SAMPLE = REPO / "sample-logs"

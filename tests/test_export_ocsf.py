@@ -21,7 +21,7 @@ from test_export_sarif import scan
 
 from tokentrail import __version__
 from tokentrail.export.ocsf import detection_finding, epoch_ms, ocsf_findings
-from tokentrail.findings import Finding
+from tokentrail.rules.findings import Finding
 
 EXPORT = FIXTURES / "export"
 AWKWARD = EXPORT / "awkward.jsonl"

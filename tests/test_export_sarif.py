@@ -21,8 +21,8 @@ from conftest import FIXTURES
 from tokentrail import __version__
 from tokentrail.cli import main
 from tokentrail.export.sarif import artifact_location, sarif_log
-from tokentrail.findings import Finding
 from tokentrail.rules import load_rules
+from tokentrail.rules.findings import Finding
 
 EXPORT = FIXTURES / "export"
 AWKWARD = EXPORT / "awkward.jsonl"

@@ -21,7 +21,7 @@ from conftest import FIXTURES, case_text, events_by_line, fingerprint, write_jso
 
 from tokentrail import Case
 from tokentrail.analyse import Analysis, analyse
-from tokentrail.ingest import IngestReport, ingest
+from tokentrail.case.ingest import IngestReport, ingest
 from tokentrail.sources.registry import FORMATS_DIR, builtin_mappings, get_mapping
 from tokentrail.sources.sniff import PREFIX_BYTES, all_wrapper_keys, choose_format, sniff_container
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tokentrail import Case
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 from tokentrail.sources.registry import FORMATS_DIR, builtin_mappings
 from tokentrail.sources.sniff import choose_format
 

@@ -33,7 +33,7 @@ from entra_story import (
 )
 
 from tokentrail import Case
-from tokentrail.ingest import IngestReport, ingest
+from tokentrail.case.ingest import IngestReport, ingest
 from tokentrail.sources.registry import FORMATS_DIR
 
 DIR = FIXTURES / "entra-signin"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import FIXTURES, fingerprint, make_jwt, write_jsonl
 
 from tokentrail import Case
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 
 LOG = FIXTURES / "envoy" / "gateway-access.jsonl"
 

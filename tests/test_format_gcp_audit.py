@@ -22,7 +22,7 @@ from conftest import FIXTURES
 
 from tokentrail import Case
 from tokentrail.analyse import Analysis, analyse
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 from tokentrail.sources.registry import builtin_mappings
 from tokentrail.sources.sniff import PREFIX_BYTES, all_wrapper_keys, choose_format, sniff_container
 

@@ -32,7 +32,7 @@ from entra_story import (
 
 from tokentrail import Case
 from tokentrail.analyse import Analysis, analyse
-from tokentrail.ingest import IngestReport, ingest
+from tokentrail.case.ingest import IngestReport, ingest
 
 DIR = FIXTURES / "graph-activity"
 STORAGE = DIR / "diagnostic-storage.jsonl"

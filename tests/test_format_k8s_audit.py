@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tokentrail import Case
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 from tokentrail.sources.registry import builtin_mappings
 from tokentrail.sources.sniff import choose_format
 

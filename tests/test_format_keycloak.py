@@ -10,7 +10,7 @@ import pytest
 from conftest import FIXTURES, case_text, events_by_line, fingerprint, write_jsonl
 
 from tokentrail import Case
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 from tokentrail.sources.registry import get_mapping
 
 DIR = FIXTURES / "keycloak"

@@ -21,8 +21,8 @@ from conftest import FIXTURES, REPO, events_by_line, fingerprint, make_jwt, writ
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
-from tokentrail.ingest import ingest
-from tokentrail.policy import load_policy
+from tokentrail.case.ingest import ingest
+from tokentrail.provenance.policy import load_policy
 from tokentrail.sources.registry import builtin_mappings, get_mapping
 from tokentrail.sources.sniff import PREFIX_BYTES, all_wrapper_keys, choose_format, sniff_container
 

@@ -13,7 +13,7 @@ from conftest import FIXTURES, SHARED, case_text, events_by_line, fingerprint, m
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 from tokentrail.sources.registry import builtin_mappings, get_mapping
 from tokentrail.sources.sniff import (
     all_nested_paths,

@@ -6,7 +6,7 @@ import sys
 
 def test_library_import_loads_neither_click_nor_rich():
     code = (
-        "import sys, tokentrail, tokentrail.ingest, tokentrail.output;"
+        "import sys, tokentrail, tokentrail.case.ingest, tokentrail.output;"
         "bad = [m for m in ('click', 'rich') if m in sys.modules];"
         "print(','.join(bad))"
     )

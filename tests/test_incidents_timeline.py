@@ -20,9 +20,9 @@ from conftest import REPO
 
 from tokentrail import Case
 from tokentrail.analyse import Analysis, analyse
+from tokentrail.case.ingest import ingest
+from tokentrail.case.timeline import parse_time
 from tokentrail.cli import main
-from tokentrail.ingest import ingest
-from tokentrail.timeline import parse_time
 
 SAMPLE = REPO / "sample-logs"
 EXPECTED = json.loads((SAMPLE / "EXPECTED.json").read_text(encoding="utf-8"))
@@ -183,7 +183,7 @@ def test_baseline_entries_carry_a_reason_and_stop_suppressing_after_expiry(case_
 
 
 def test_policy_suggest_round_trips_and_names_the_workloads_without_new_findings(case_db, tmp_path):
-    from tokentrail.policy import load_policy
+    from tokentrail.provenance.policy import load_policy
 
     out = tmp_path / "suggested.toml"  # not ./tokentrail.toml, which scan would pick up
     res = run("policy", "suggest", "--db", str(case_db), "-o", str(out))

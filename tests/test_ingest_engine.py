@@ -11,8 +11,8 @@ import pytest
 from conftest import write_jsonl
 
 from tokentrail import Case
+from tokentrail.case.ingest import Ingestor, ingest
 from tokentrail.errors import InputError, UsageError
-from tokentrail.ingest import Ingestor, ingest
 
 
 def envoy(i: int, **more: object) -> dict[str, object]:
@@ -110,7 +110,7 @@ def test_strict_stops_and_rolls_back_the_file(case, tmp_path):
 
 def test_failed_statement_leaves_case_unchanged(case, tmp_path, monkeypatch):
     log = write_jsonl(tmp_path / "g.jsonl", [envoy(1), envoy(2)])
-    import tokentrail.ingest as mod
+    import tokentrail.case.ingest as mod
 
     real = mod.insert_rejects_sql
     calls = []
@@ -176,7 +176,7 @@ def test_format_and_mapping_together_is_a_usage_error(case):
 def test_case_schema_is_versioned_and_foreign_databases_are_refused(tmp_path):
     import duckdb
 
-    from tokentrail.case import SCHEMA_VERSION
+    from tokentrail.case.store import SCHEMA_VERSION
     from tokentrail.errors import CaseError
 
     with Case(tmp_path / "c.duckdb") as case:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 
 AUDIT = Path(__file__).parent / "fixtures" / "k8s-audit" / "audit.log"
 JTI = "7e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"

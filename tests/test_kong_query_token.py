@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "kong" / "file-log.jsonl"
 TOKEN = "kq7Zp2VfXw9Lr4Tb8Nc3Hd6Jm1Qs5Yg0"  # an opaque token as a query parameter

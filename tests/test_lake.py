@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from conftest import REPO
 
 from tokentrail import Case
-from tokentrail.case import SCHEMA_VERSION
+from tokentrail.case.store import SCHEMA_VERSION
 from tokentrail.cli import main
-from tokentrail.lake import MANIFEST, is_lake, open_lake
+from tokentrail.scale.lake import MANIFEST, is_lake, open_lake
 
 SAMPLE = REPO / "sample-logs"
 TABLES = ("events", "tokens", "token_holders", "links", "findings", "sources", "rejects")

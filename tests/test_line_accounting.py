@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from test_ingest_engine import envoy
 
 from tokentrail import Case
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 from tokentrail.sources import discover
 from tokentrail.sources.compiler import Reader
 

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from conftest import FIXTURES, REPO
 
 from tokentrail import Case
+from tokentrail.case.ingest import ingest, validate_mapping
 from tokentrail.cli import main
 from tokentrail.errors import MappingError
-from tokentrail.ingest import ingest, validate_mapping
 from tokentrail.sources.mapping import load_mapping
 from tokentrail.sources.registry import builtin_mappings
 

@@ -11,8 +11,8 @@ import pytest
 from conftest import FIXTURES
 
 from tokentrail import Case
+from tokentrail.case.ingest import ingest, validate_mapping
 from tokentrail.errors import MappingError
-from tokentrail.ingest import ingest, validate_mapping
 from tokentrail.sources.mapping import load_mapping
 from tokentrail.sources.registry import builtin_mappings
 from tokentrail.sources.sniff import (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cloudtrail" / "records.json"
 NODE_KEY = "ASIAQNODEEXAMPLE0001"

@@ -1,4 +1,4 @@
-"""Policy files (tokentrail/policy.py) and the IP/CIDR macros they rely on (tokentrail/netmatch.py)."""
+"""Policy files (tokentrail/provenance/policy.py) and the IP/CIDR macros they rely on (tokentrail/provenance/netmatch.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 from tokentrail.errors import ExitCode, TokentrailError
-from tokentrail.netmatch import NET_MACROS, cidr_bounds, install_net_macros, ip_key
-from tokentrail.policy import (
+from tokentrail.provenance.netmatch import NET_MACROS, cidr_bounds, install_net_macros, ip_key
+from tokentrail.provenance.policy import (
     Policy,
     PolicyError,
     Workload,
@@ -486,7 +486,7 @@ def test_sql_and_python_keys_agree(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_library_imports_neither_click_nor_rich() -> None:
-    code = ("import sys, tokentrail.policy, tokentrail.netmatch;"
+    code = ("import sys, tokentrail.provenance.policy, tokentrail.provenance.netmatch;"
             "print(','.join(m for m in ('click', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

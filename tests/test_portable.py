@@ -9,12 +9,12 @@ import pytest
 import sqlglot
 from click.testing import CliRunner
 
-from tokentrail import portable
+from tokentrail.case.sqlmacros import install_macros
 from tokentrail.cli import main
-from tokentrail.netmatch import install_net_macros, ip_key
+from tokentrail.provenance.netmatch import install_net_macros, ip_key
 from tokentrail.rules import load_rules
 from tokentrail.rules.model import rule_from_dict
-from tokentrail.sqlmacros import install_macros
+from tokentrail.scale import portable
 
 RULE_IDS = [r.id for r in load_rules()]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tokentrail import Case
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 
 FIX = Path(__file__).parent / "fixtures" / "cloudtrail"
 DATASET = (Path(__file__).parents[2] / "shared" / "datasets" / "aws-cloudtrail"

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tokentrail import Case
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 
 
 def _records(path: Path) -> list[dict[str, Any]]:

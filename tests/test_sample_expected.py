@@ -16,7 +16,7 @@ from conftest import REPO
 
 from tokentrail import Case
 from tokentrail.analyse import Analysis, analyse
-from tokentrail.ingest import ingest
+from tokentrail.case.ingest import ingest
 
 SAMPLE = REPO / "sample-logs"
 EXPECTED = json.loads((SAMPLE / "EXPECTED.json").read_text(encoding="utf-8"))
@@ -76,7 +76,7 @@ def test_every_finding_and_only_those(scanned):
 
 def test_expected_file_is_consistent():
     """EXPECTED.json names only the fixed classes and rules that exist."""
-    from tokentrail.classify import CLASSES
+    from tokentrail.provenance.classify import CLASSES
     from tokentrail.rules import load_rules
 
     rules = {r.id for r in load_rules()}

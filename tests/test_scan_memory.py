@@ -94,7 +94,7 @@ def test_a_failing_rule_reports_itself_and_the_others_findings_are_still_written
 def test_memory_limit_comes_from_the_machine_unless_the_environment_names_one(monkeypatch):
     import os
 
-    from tokentrail.case import Case
+    from tokentrail.case.store import Case
 
     monkeypatch.delenv("TOKENTRAIL_MEMORY_LIMIT", raising=False)
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -19,10 +19,10 @@ from conftest import REPO
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
+from tokentrail.case.ingest import ingest
 from tokentrail.cli import main
-from tokentrail.ingest import ingest
-from tokentrail.lake import export_case
 from tokentrail.results import scan_payload
+from tokentrail.scale.lake import export_case
 
 SAMPLE = REPO / "sample-logs"
 
@@ -49,7 +49,7 @@ TEST_CONF = {"spark.sql.shuffle.partitions": "4", "spark.sql.codegen.wholeStage"
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    from tokentrail.engines.spark import build_session, spark_available
+    from tokentrail.scale.spark import build_session, spark_available
 
     why = spark_available()
     if why:
@@ -63,7 +63,7 @@ def spark() -> Iterator[Any]:
 def spark_scan(spark: Any, duck: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
     """`tokentrail scan --engine spark` run once through the CLI (the module's session is
     picked up), with the engine's full result recorded on the way for the pair comparison."""
-    from tokentrail.engines import spark as engine
+    from tokentrail.scale import spark as engine
 
     out = tmp_path_factory.mktemp("spark-out") / "findings.json"
     captured: dict[str, Any] = {}

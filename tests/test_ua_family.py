@@ -19,8 +19,8 @@ import duckdb
 import pytest
 
 from tokentrail import Case
-from tokentrail.ingest import ingest
-from tokentrail.sqlmacros import install_macros
+from tokentrail.case.ingest import ingest
+from tokentrail.case.sqlmacros import install_macros
 
 DATASET = Path(__file__).parents[2] / "shared" / "datasets" / "aws-cloudtrail"
 

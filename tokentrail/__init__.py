@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .case import Case  # noqa: E402
+from tokentrail.case.store import Case  # noqa: E402
 
 
 def open_case(path: str, **options: object) -> object:

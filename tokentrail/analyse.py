@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from .classify import PolicySQL, classify
-from .findings import Finding
-from .incidents import Incident, build_incidents
-from .lineage import build_lineage
-from .policy import Policy, holder_workload_sql, ip_in_network_sql
+from tokentrail.provenance.classify import PolicySQL, classify
+from tokentrail.provenance.lineage import build_lineage
+from tokentrail.provenance.policy import Policy, holder_workload_sql, ip_in_network_sql
+from tokentrail.rules.findings import Finding
+from tokentrail.rules.incidents import Incident, build_incidents
+
 from .rules import Rule, load_rules, run_rules
 from .rules.runner import RuleFailure
 

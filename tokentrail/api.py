@@ -13,12 +13,13 @@ from typing import Any
 
 import pandas as pd
 
+from tokentrail.case.store import Case
+from tokentrail.provenance.policy import Policy, resolve_policy
+from tokentrail.provenance.trace import resolve, trace
+from tokentrail.rules.findings import Finding
+
 from .analyse import analyse
-from .case import Case
 from .errors import CaseError
-from .findings import Finding
-from .policy import Policy, resolve_policy
-from .trace import resolve, trace
 
 
 class OpenCase:

@@ -6,9 +6,10 @@ from typing import Any
 
 import duckdb
 
+from tokentrail.rules.findings import Finding
+from tokentrail.rules.incidents import Incident
+
 from . import __version__
-from .findings import Finding
-from .incidents import Incident
 from .output import jsonable
 
 FINDING_CSV_COLUMNS = ("id", "severity", "rule", "title", "classification", "confidence",

@@ -20,11 +20,11 @@ from ..redact import redact_text
 from .export_cmd import export_cmd
 from .formats_cmd import formats_cmd
 from .ingest_cmd import ingest_cmd
+from .policy_cmd import policy_cmd
 from .query_cmd import query_cmd
 from .report_cmd import report_cmd
 from .rules_cmd import rules_cmd
 from .scan_cmd import scan_cmd
-from .policy_cmd import policy_cmd
 from .timeline_cmd import timeline_cmd
 from .tokens_cmd import holders_cmd, tokens_cmd
 from .trace_cmd import trace_cmd
@@ -113,7 +113,7 @@ def _watch_interrupts() -> None:
         return
 
     def watch() -> None:
-        from ..case import interrupt_open_cases
+        from tokentrail.case.store import interrupt_open_cases
 
         while True:
             try:

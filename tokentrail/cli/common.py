@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..case import Case
+from tokentrail.case.store import Case
+
 from ..errors import CaseError, UsageError
 from ..output import ROW_FORMATS, cell_text, sanitize_terminal, write_rows
 
@@ -70,8 +71,8 @@ def open_case(path: str | None, *, read_only: bool = False, create: bool = False
     (`tokentrail export --parquet`): read-only in place, or a working copy for analysis.
     Only `create=True` (ingest, scan with paths) makes a new case file: any other command
     given a path with nothing there fails with "no such case" and creates nothing."""
-    from ..lake import is_lake, open_lake
-    from ..case import MEMORY
+    from tokentrail.case.store import MEMORY
+    from tokentrail.scale.lake import is_lake, open_lake
 
     if not create and path and path != MEMORY and not is_lake(path) and not os.path.exists(path):
         raise CaseError(f"no such case: {path} (create one with `tokentrail ingest LOGS --db "
@@ -99,7 +100,7 @@ def new_case_guard(path: str) -> Iterator[_Guard]:
     """A case file this command creates is removed again unless the command sets
     `guard.keep` (it ingested something): a failed ingest leaves no empty case behind.
     A case that existed before is never touched."""
-    from ..case import MEMORY
+    from tokentrail.case.store import MEMORY
 
     existed = path == MEMORY or "://" in path or os.path.exists(path)
     guard = _Guard()
@@ -224,6 +225,6 @@ policy_option = click.option(
 
 def load_policy_option(path: str | None) -> Any:
     """The policy named by --policy, else ./tokentrail.toml, else the empty policy."""
-    from ..policy import resolve_policy
+    from tokentrail.provenance.policy import resolve_policy
 
     return resolve_policy(path)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from tokentrail.case.store import resolve_db_path
+from tokentrail.scale.lake import MANIFEST, export_case, missing_derived_tables
+
 from ..analyse import analyse
-from ..case import resolve_db_path
 from ..errors import InputError, UsageError
-from ..lake import MANIFEST, export_case, missing_derived_tables
 from ..rules import load_rules
 from .common import db_option, load_policy_option, open_case, policy_option, say
 

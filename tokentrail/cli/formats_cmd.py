@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..schema import EVENT_COLUMNS, PSEUDO_COLUMNS
+from tokentrail.case.schema import EVENT_COLUMNS, PSEUDO_COLUMNS
+
 from ..sources.registry import builtin_mappings, get_mapping
 from .common import emit_rows, output_options
 

@@ -8,9 +8,10 @@ import click
 import orjson
 from rich.table import Table
 
-from ..case import resolve_db_path
+from tokentrail.case.ingest import Ingestor, IngestReport
+from tokentrail.case.store import resolve_db_path
+
 from ..errors import ExitCode, InputError
-from ..ingest import Ingestor, IngestReport
 from ..output import cell_text
 from .common import db_option, new_case_guard, open_case, progress_bar, say, stdout_console
 

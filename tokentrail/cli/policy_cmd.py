@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from tokentrail.case.store import resolve_db_path
+from tokentrail.provenance.classify import classify
+from tokentrail.provenance.lineage import build_lineage
+from tokentrail.provenance.policy_suggest import suggest_policy
+
 from ..analyse import install_policy
-from ..case import resolve_db_path
-from ..classify import classify
-from ..lineage import build_lineage
-from ..policy_suggest import suggest_policy
 from .common import db_option, open_case, open_output
 
 

@@ -8,7 +8,8 @@ import sys
 import click
 import duckdb
 
-from ..case import Case, resolve_db_path
+from tokentrail.case.store import Case, resolve_db_path
+
 from ..errors import UsageError
 from .common import db_option, emit_rows, open_case, output_options, say
 
@@ -60,7 +61,7 @@ def _statements(case: Case, sql: str) -> list[str]:
 def _sandbox(case: Case, db_path: str) -> None:
     """User SQL reads the case and nothing else: DuckDB's enable_external_access=false and
     lock_configuration, set after the case is open. A local Parquet lake is allow-listed."""
-    from ..lake import is_lake
+    from tokentrail.scale.lake import is_lake
 
     if is_lake(db_path):
         if "://" in db_path:

@@ -13,12 +13,13 @@ from typing import Any
 
 import click
 
+from tokentrail.case.store import MEMORY, resolve_db_path
+from tokentrail.case.timeline import Window, window_from
+
 from ..analyse import Analysis, analyse
-from ..case import MEMORY, resolve_db_path
 from ..errors import InputError, UsageError
 from ..export import write_csv_dir
 from ..rules import load_rules
-from ..timeline import Window, window_from
 from .common import db_option, load_policy_option, open_case, policy_option, say
 
 # A writer gets the analysed case connection, the analysis (findings and the rules that ran) and

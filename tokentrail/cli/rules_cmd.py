@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 import orjson
 
+from tokentrail.scale.portable import DIALECTS, export
+
 from ..errors import ExitCode, UsageError
-from ..portable import DIALECTS, export
 from ..rules import load_rules
 from ..rules.fixtures import test_rule
 from .common import emit_rows, load_policy_option, open_output, output_options, policy_option, say

@@ -10,20 +10,21 @@ import click
 import orjson
 from rich.table import Table
 
+from tokentrail.case.ingest import Ingestor
+from tokentrail.case.store import MEMORY, resolve_db_path
+from tokentrail.case.timeline import Window, window_from
+from tokentrail.rules.findings import baseline_json, load_baseline
+from tokentrail.scale.lake import is_lake
+
 from ..analyse import analyse
-from ..case import MEMORY, resolve_db_path
-from ..engines import ENGINES
 from ..errors import ExitCode, InputError, UsageError
 from ..export import ocsf_findings, sarif_log
-from ..findings import baseline_json, load_baseline
-from ..ingest import Ingestor
-from ..lake import is_lake
 from ..output import cell_text, write_rows
 from ..results import FINDING_CSV_COLUMNS, finding_rows, keep_findings, scan_payload
 from ..rules import load_rules
 from ..rules.model import SEVERITIES
 from ..rules.runner import failed_rules_error
-from ..timeline import Window, window_from
+from ..scale import ENGINES
 from .common import (
     console_for,
     load_policy_option,
@@ -129,7 +130,7 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
     policy = load_policy_option(policy_file)
     suppressed = load_baseline(baseline) if baseline else set()
     if engine == "spark":
-        from ..engines.spark import scan_lake
+        from tokentrail.scale.spark import scan_lake
 
         assert lake is not None
         result = scan_lake(lake, master=spark_master, conf=conf, policy=policy, rules=rules,

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import click
 
-from ..case import resolve_db_path
+from tokentrail.case.store import resolve_db_path
+from tokentrail.case.timeline import timeline, window_from
+
 from ..output import write_rows
-from ..timeline import timeline, window_from
 from .common import db_option, open_case, open_output
 from .render import print_timeline
 

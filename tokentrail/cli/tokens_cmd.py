@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 import orjson
 
+from tokentrail.case.store import Case, resolve_db_path
+from tokentrail.provenance.classify import classify
+from tokentrail.provenance.lineage import build_lineage
+
 from ..analyse import install_policy
-from ..case import Case, resolve_db_path
-from ..classify import classify
-from ..lineage import build_lineage
 from ..results import holder_rows, token_rows, tokens_payload
 from .common import (
     db_option,

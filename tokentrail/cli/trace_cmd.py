@@ -9,11 +9,12 @@ import click
 import orjson
 from rich.tree import Tree
 
+from tokentrail.case.store import resolve_db_path
+from tokentrail.provenance.trace import resolve, trace
+
 from ..analyse import analyse
-from ..case import resolve_db_path
 from ..errors import InputError, UsageError
 from ..output import cell_text
-from ..trace import resolve, trace
 from .common import console_for, db_option, load_policy_option, open_case, open_output, policy_option
 
 

@@ -18,11 +18,12 @@ from typing import IO, Any
 
 import duckdb
 
+from tokentrail.case.schema import EVENT_COLUMN_NAMES
+from tokentrail.rules.findings import Finding
+
 from ..errors import InputError
-from ..findings import Finding
 from ..output import csv_cell
 from ..results import FINDING_CSV_COLUMNS, finding_rows, holder_rows, token_rows
-from ..schema import EVENT_COLUMN_NAMES
 
 CSV_FILES = ("findings.csv", "tokens.csv", "holders.csv", "events.csv")
 EVENT_BATCH = 10_000

@@ -30,9 +30,10 @@ import duckdb
 import jinja2
 from markupsafe import Markup
 
+from tokentrail.rules.findings import Finding
+
 from .. import __version__
 from ..errors import TokentrailError
-from ..findings import Finding
 from ..output import iso
 from ..results import case_summary, holder_rows
 
@@ -782,7 +783,7 @@ def render_html_report(con: duckdb.DuckDBPyConnection, *, findings: list[Finding
                        generated: datetime | None = None,
                        incidents: Sequence[Any] | None = None) -> str:
     """The report as one HTML string (see `write_html_report`); it opens with the incidents
-    (tokentrail.incidents) when they are given."""
+    (tokentrail.rules.incidents) when they are given."""
     ordered = _sorted_findings(findings)
     flagged: dict[str, dict[str, list[str]]] = {}
     for f in ordered:

@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tokentrail.rules.findings import Finding
+
 from .. import __version__
-from ..findings import Finding
 from ..output import jsonable
 
 OCSF_VERSION = "1.1.0"

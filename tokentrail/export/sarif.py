@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from tokentrail.rules.findings import Finding
+
 from .. import __version__
-from ..findings import Finding
 from ..output import sanitize_terminal
 from ..rules.model import Rule
 

@@ -7,7 +7,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from ..case import Case
+from tokentrail.case.store import Case
+
 from .model import Rule
 
 
@@ -23,8 +24,9 @@ def _matches(expect: dict[str, object], hit: dict[str, object]) -> bool:
 
 
 def test_rule(rule: Rule) -> FixtureResult:
+    from tokentrail.case.ingest import ingest
+
     from ..analyse import analyse
-    from ..ingest import ingest
 
     if rule.fixture is None:
         return FixtureResult(rule.id, False, "no fixture")
@@ -35,7 +37,7 @@ def test_rule(rule: Rule) -> FixtureResult:
             for event in rule.fixture.events:
                 fh.write(json.dumps(event) + "\n")
         if rule.fixture.policy:
-            from ..policy import parse_policy
+            from tokentrail.provenance.policy import parse_policy
 
             policy = parse_policy(rule.fixture.policy, file=f"{rule.source} [fixture.policy]")
         with Case() as case:

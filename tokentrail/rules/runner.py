@@ -7,7 +7,8 @@ from typing import Any
 
 import duckdb
 
-from ..findings import Finding, finding_id
+from tokentrail.rules.findings import Finding, finding_id
+
 from ..output import iso
 from ..redact import redact_text
 from .model import HIT_COLUMNS, Rule, RuleError

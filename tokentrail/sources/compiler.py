@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import orjson
 
+from tokentrail.case.schema import EVENT_COLUMNS, STORED_COLUMN_NAMES
+
 from ..redact import EXCERPT_CHARS, REDACT_TRIGGER_SQL
-from ..schema import EVENT_COLUMNS, STORED_COLUMN_NAMES
 from .mapping import NESTED_DOCUMENT_KEY, Mapping
 
 MAX_LINE_BYTES = 16 * 1024 * 1024

@@ -34,8 +34,9 @@ from typing import Any
 
 import orjson
 
+from tokentrail.case.schema import EVENT_COLUMN_NAMES, PSEUDO_COLUMNS
+
 from ..errors import MappingError
-from ..schema import EVENT_COLUMN_NAMES, PSEUDO_COLUMNS
 
 TOP_KEYS = {"name", "title", "description", "provides", "read", "record", "sniff", "columns",
             "extra", "reject", "let"}

@@ -18,7 +18,7 @@ elsewhere, each statement is:
 5. **transpiled** with sqlglot and parsed back in the target dialect. A statement that cannot be
    translated raises `Untranslatable` with the reason; `export` names it instead of printing it.
 
-Nothing here imports click or rich; the Spark engine (engines/spark.py) runs what this produces.
+Nothing here imports click or rich; the Spark engine (scale/spark.py) runs what this produces.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, UnsupportedError
 
-from .rules.model import HIT_COLUMNS, Rule
+from tokentrail.rules.model import HIT_COLUMNS, Rule
 
 DIALECTS = ("spark", "trino", "bigquery", "snowflake")
 MACRO_PREFIX = "tt_"
@@ -224,11 +224,11 @@ def pipeline(policy: Any = None, rules: list[Rule] | None = None) -> list[Step]:
 
     Recorded by running the DuckDB engine's own functions on an empty case, so the SQL is the
     one `tokentrail scan` runs (with this policy's settings)."""
-    from .analyse import install_policy
-    from .case import Case
-    from .classify import classify
-    from .lineage import build_lineage
-    from .rules import load_rules
+    from tokentrail.analyse import install_policy
+    from tokentrail.case.store import Case
+    from tokentrail.provenance.classify import classify
+    from tokentrail.provenance.lineage import build_lineage
+    from tokentrail.rules import load_rules
 
     rules = load_rules() if rules is None else rules
     with Case() as case:
@@ -291,9 +291,9 @@ MACRO_OVERRIDES: dict[str, tuple[str, str]] = {}
 
 @functools.lru_cache(maxsize=1)
 def _macro_sources() -> dict[str, tuple[tuple[str, ...], str]]:
-    from . import sqlmacros
-    from .analyse import SETTING_MACRO
-    from .netmatch import ALL_NET_MACROS
+    from tokentrail.analyse import SETTING_MACRO
+    from tokentrail.case import sqlmacros
+    from tokentrail.provenance.netmatch import ALL_NET_MACROS
 
     out: dict[str, tuple[tuple[str, ...], str]] = {}
     for name, params, body in (*sqlmacros.MACROS, *ALL_NET_MACROS):
@@ -928,7 +928,7 @@ class Export:
         return [t for t in self.translations if not t.ok]
 
     def text(self) -> str:
-        from . import __version__
+        from tokentrail import __version__
 
         lines = [f"-- tokentrail {__version__}: lineage, classification and rules as {self.dialect} SQL",
                  "-- transpiled from DuckDB SQL by sqlglot; tokentrail macros inlined.",
@@ -961,8 +961,8 @@ def export(dialect: str, *, policy: Any = None, rules: list[Rule] | None = None)
     """Every statement of a scan in `dialect` (untranslatable ones carry their reason)."""
     if dialect not in DIALECTS:
         raise ValueError(f"dialect must be one of {DIALECTS}, not {dialect!r}")
-    from .analyse import install_policy
-    from .case import Case
+    from tokentrail.analyse import install_policy
+    from tokentrail.case.store import Case
 
     steps = pipeline(policy, rules)
     out = Export(dialect)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import duckdb
 
-from .redact import REDACT_TRIGGER_SQL, sql_redact_expr
+from tokentrail.redact import REDACT_TRIGGER_SQL, sql_redact_expr
 
 # Each entry: (name, parameters, body). Bodies must not raise on hostile input: every parse
 # is wrapped in TRY or a TRY_ variant so one odd record cannot fail a whole file.

@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from .errors import InputError, UsageError
+from tokentrail.errors import InputError, UsageError
 
 _RELATIVE = re.compile(r"^\s*-?\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}

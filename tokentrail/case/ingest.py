@@ -18,10 +18,10 @@ from typing import Any, BinaryIO
 
 import duckdb
 
-from .case import Case
-from .errors import InputError, TokentrailError, UsageError
-from .redact import EXCERPT_CHARS, excerpt, redact_text
-from .sources.compiler import (
+from tokentrail.case.store import Case
+from tokentrail.errors import InputError, TokentrailError, UsageError
+from tokentrail.redact import EXCERPT_CHARS, excerpt, redact_text
+from tokentrail.sources.compiler import (
     NESTED_SRC,
     STAGE,
     Reader,
@@ -33,11 +33,11 @@ from .sources.compiler import (
     nested_plan,
     stage_sql,
 )
-from .sources.discover import LineCounter, SourceFile, expand
-from .sources.documents import iter_documents, salvage_documents
-from .sources.mapping import Mapping, load_mapping
-from .sources.registry import builtin_mappings, get_mapping
-from .sources.sniff import (
+from tokentrail.sources.discover import LineCounter, SourceFile, expand
+from tokentrail.sources.documents import iter_documents, salvage_documents
+from tokentrail.sources.mapping import Mapping, load_mapping
+from tokentrail.sources.registry import builtin_mappings, get_mapping
+from tokentrail.sources.sniff import (
     Sniffed,
     all_nested_paths,
     all_wrapper_keys,
@@ -94,7 +94,7 @@ class IngestReport:
 
 def validate_mapping(case: Case, mapping: Mapping) -> None:
     """Bind every expression once, so a typo names its key instead of failing mid-ingest."""
-    from .errors import MappingError
+    from tokentrail.errors import MappingError
 
     # [let] values first (over the record alone), so a broken one is named, not the first
     # column that happens to use it.

@@ -21,12 +21,12 @@ from typing import Any
 
 import duckdb
 
-from . import __version__
-from .errors import CaseError, QueryError
-from .redact import redact_text
-from .schema import EVENT_COLUMNS, VIRTUAL_COLUMNS
-from .sqlmacros import install_macros
-from .views import create_views_sql
+from tokentrail import __version__
+from tokentrail.case.schema import EVENT_COLUMNS, VIRTUAL_COLUMNS
+from tokentrail.case.sqlmacros import install_macros
+from tokentrail.case.views import create_views_sql
+from tokentrail.errors import CaseError, QueryError
+from tokentrail.redact import redact_text
 
 DEFAULT_DB = "tokentrail.duckdb"
 MEMORY_LIMIT_CAP = 4 << 30  # half of RAM, at most 4 GiB: room for joins without spilling

@@ -36,12 +36,15 @@ from typing import Any
 import duckdb
 import orjson
 
-from .. import __version__
-from ..errors import CaseError, UsageError
-from ..findings import Finding
-from ..lake import MANIFEST, PARTITION_COLUMN, Lake, is_url, parse_manifest, read_manifest
-from ..output import jsonable
-from ..portable import (
+from tokentrail import __version__
+from tokentrail.errors import CaseError, UsageError
+from tokentrail.output import jsonable
+from tokentrail.redact import redact_text
+from tokentrail.rules.findings import Finding
+from tokentrail.rules.model import HIT_COLUMNS, Rule
+from tokentrail.rules.runner import MAX_EVIDENCE, run_rules
+from tokentrail.scale.lake import MANIFEST, PARTITION_COLUMN, Lake, is_url, parse_manifest, read_manifest
+from tokentrail.scale.portable import (
     Untranslatable,
     delete_as_select,
     statement_kind,
@@ -50,9 +53,6 @@ from ..portable import (
     transpile,
     update_as_select,
 )
-from ..redact import redact_text
-from ..rules.model import HIT_COLUMNS, Rule
-from ..rules.runner import MAX_EVIDENCE, run_rules
 
 DEFAULT_MASTER = "local[*]"
 INSTALL_HINT = "pip install 'tokentrail[spark]'"
@@ -403,8 +403,8 @@ def register_lake(conn: SparkConnection, lake: Lake,
 def register_policy(conn: SparkConnection, policy: Any) -> Any:
     """Install the policy in a scratch DuckDB (as the DuckDB engine does), copy its tables to
     Spark; returns the PolicySQL the classifier needs."""
-    from ..analyse import install_policy
-    from ..case import Case
+    from tokentrail.analyse import install_policy
+    from tokentrail.case.store import Case
 
     with Case() as scratch:
         policy_sql = install_policy(scratch.con, policy)
@@ -519,9 +519,9 @@ def scan_lake(location: str, *, spark: Any = None, master: str = DEFAULT_MASTER,
               on_step: Callable[[str], None] | None = None) -> SparkScan:
     """Lineage, classification and the rules on Spark over the lake at `location`; findings
     as the DuckDB engine builds them."""
-    from ..classify import classify
-    from ..lineage import build_lineage
-    from ..rules import load_rules
+    from tokentrail.provenance.classify import classify
+    from tokentrail.provenance.lineage import build_lineage
+    from tokentrail.rules import load_rules
 
     rules = load_rules() if rules is None else rules
     timings: dict[str, float] = {}

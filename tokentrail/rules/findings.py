@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from .errors import InputError
+from tokentrail.errors import InputError
 
 
 def finding_id(rule_id: str, token_key: str | None, holder_id: str | None) -> str:
@@ -38,7 +38,7 @@ class Finding:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     attack: list[str] = field(default_factory=list)
     owasp: list[str] = field(default_factory=list)
-    incident: str | None = None  # the incident it belongs to (tokentrail.incidents)
+    incident: str | None = None  # the incident it belongs to (tokentrail.rules.incidents)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

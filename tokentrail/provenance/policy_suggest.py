@@ -46,7 +46,7 @@ def _name_of(spiffe: str) -> str:
 
 
 def suggest_policy(con: duckdb.DuckDBPyConnection) -> str:
-    """The starter policy as TOML text (loads with tokentrail.policy.load_policy)."""
+    """The starter policy as TOML text (loads with tokentrail.provenance.policy.load_policy)."""
     rows = con.execute(_OWNERS_SQL).fetchall()
     workloads: dict[str, dict[str, Any]] = {}
     client_of: dict[str, str] = {}  # client id -> workload name

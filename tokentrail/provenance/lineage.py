@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import duckdb
 
-from .agents import attribute_agents
+from tokentrail.provenance.agents import attribute_agents
 
 # What a presentation is: a use or a refused use. Issue/exchange/refresh events say who
 # *received* a token; they feed the token's intended holder, not its presenters.

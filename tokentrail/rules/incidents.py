@@ -33,8 +33,8 @@ from typing import Any
 
 import duckdb
 
-from .findings import Finding
-from .output import iso
+from tokentrail.output import iso
+from tokentrail.rules.findings import Finding
 
 DEFAULT_WINDOW = timedelta(hours=1)
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")

@@ -40,8 +40,8 @@ from typing import Any, NoReturn
 
 import duckdb
 
-from .errors import TokentrailError
-from .netmatch import install_net_macros, ip_key, network_bounds, parse_network
+from tokentrail.errors import TokentrailError
+from tokentrail.provenance.netmatch import install_net_macros, ip_key, network_bounds, parse_network
 
 DEFAULT_POLICY_NAME = "tokentrail.toml"
 DEFAULT_CLOCK_SKEW_S = 120

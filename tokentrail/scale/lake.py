@@ -37,11 +37,11 @@ from typing import Any
 import duckdb
 import orjson
 
-from . import __version__
-from .case import MEMORY, SCHEMA_VERSION, Case
-from .errors import CaseError, UsageError
-from .redact import redact_text
-from .schema import STORED_COLUMN_NAMES
+from tokentrail import __version__
+from tokentrail.case.schema import STORED_COLUMN_NAMES
+from tokentrail.case.store import MEMORY, SCHEMA_VERSION, Case
+from tokentrail.errors import CaseError, UsageError
+from tokentrail.redact import redact_text
 
 MANIFEST = "tokentrail-lake.json"
 LAKE_FORMAT = "tokentrail-lake"

@@ -13,8 +13,8 @@ from typing import Any
 
 import duckdb
 
-from .errors import InputError
-from .output import jsonable
+from tokentrail.errors import InputError
+from tokentrail.output import jsonable
 
 MAX_DEPTH = 32
 
