@@ -131,3 +131,16 @@ def test_sample_logs_scan_reports_the_incidents_and_fails_on_high(run):
     for rule in ("TT001", "TT002", "TT005", "TT007", "TT016"):
         assert rule in r.stdout
     assert run("scan", str(REPO / "sample-logs"), "--fail-on", "none", "-q").exit_code == 0
+
+
+def test_a_policy_picked_up_from_the_working_directory_is_announced(tmp_path, monkeypatch):
+    """./tokentrail.toml changes classifications; a scan that applies it says so on stderr."""
+    log = REPO / "sample-logs" / "envoy-acme-gateway-access.jsonl"
+    monkeypatch.chdir(tmp_path)
+    quiet = CliRunner().invoke(main, ["scan", str(log), "--format", "json", "--fail-on", "none"])
+    assert "tokentrail.toml" not in quiet.stderr
+    (tmp_path / "tokentrail.toml").write_text('max_token_lifetime = "15m"\n')
+    noted = CliRunner().invoke(main, ["scan", str(log), "--format", "json", "--fail-on", "none"])
+    assert noted.exit_code == 0, noted.output
+    assert "using the policy ./tokentrail.toml" in noted.stderr
+    assert "using the policy" not in noted.stdout

@@ -225,6 +225,10 @@ policy_option = click.option(
 
 def load_policy_option(path: str | None) -> Any:
     """The policy named by --policy, else ./tokentrail.toml, else the empty policy."""
-    from tokentrail.provenance.policy import resolve_policy
+    from tokentrail.provenance.policy import find_default_policy, resolve_policy
 
+    if path is None and find_default_policy() is not None:
+        # a policy changes every classification: never apply one the user did not see
+        click.echo("note: using the policy ./tokentrail.toml found in the working directory "
+                   "(--policy FILE to choose another)", err=True)
     return resolve_policy(path)

@@ -96,6 +96,8 @@ def print_incidents(stream: Any, incidents: list[dict[str, Any]], findings: list
         if related:
             first = related[0]
             more = f" (+{len(related) - 1} more)" if len(related) > 1 else ""
+            if inc.get("related_truncated"):
+                more = f" (+{len(related) - 1} more listed, and others not listed)"
             _line(console, [("  related: ", "dim"),
                             (cell_text(f"{first['id']}: {first['reason']}{more}"), "dim")])
         for f in members:
