@@ -386,3 +386,21 @@ def test_query_of_analysis_tables_before_a_scan_says_to_scan(case_db, tmp_path):
     clean(r)
     assert r.returncode == 2 and "findings is built by analysis" in r.stderr
     assert "run `tokentrail scan --db" in r.stderr
+
+
+@pytest.mark.parametrize("argv", [["scan", "--help"], ["formats"]])
+def test_ctrl_c_while_arguments_are_parsed_is_exit_130_not_click_aborted(argv, tmp_path):
+    """A Ctrl-C that lands while click parses the command line (here: raised from the parser
+    in the child) keeps the contract: exit 130, one line, not click's "Aborted!" with 1."""
+    code = ("import sys, click\n"
+            "from tokentrail.cli import main\n"
+            "def boom(self, ctx, args):\n"
+            "    raise KeyboardInterrupt\n"
+            "click.Group.parse_args = boom\n"
+            f"sys.argv = ['tokentrail', *{argv!r}]\n"
+            "main()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 130, out.stderr
+    assert out.stderr.strip() == "interrupted"
+    assert "Aborted" not in out.stderr and "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -172,6 +172,15 @@ class TokentrailGroup(click.Group):
             _quiet_stdout()
             _fail(_os_error_message(exc), int(ExitCode.INPUT))
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        # Ctrl-C while click parses the top-level arguments: click would say "Aborted!" and
+        # exit 1; the contract is exit 130 (subcommands parse inside invoke(), handled there).
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            self._handle(exc)
+            raise
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
