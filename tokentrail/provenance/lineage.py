@@ -46,19 +46,21 @@ WITH issuance AS (
       AND coalesce(outcome, 'success') <> 'failure'
     GROUP BY token_key
 ), seen AS (
+    -- mode(x ORDER BY x): the most frequent value, the lowest on a tie, so a token seen as
+    -- often with a realm name as with its JWT iss reads the same on every run and engine
     SELECT token_key,
-           any_value(token_id) FILTER (WHERE token_id IS NOT NULL) AS token_id,
-           any_value(token_fp) FILTER (WHERE token_fp IS NOT NULL) AS token_fp,
-           mode(issuer) AS issuer,
-           mode(subject) AS subject,
-           mode(client_id) AS claimed_client_id,
-           mode(audience) AS audience,
-           mode(scopes) AS scopes,
-           mode(act_chain) AS act_chain,
-           mode(cnf_jkt) AS cnf_jkt,
-           mode(cnf_x5t) AS cnf_x5t,
-           mode(pod) AS pod,
-           mode(host) AS host,
+           min(token_id) AS token_id,
+           min(token_fp) AS token_fp,
+           mode(issuer ORDER BY issuer) AS issuer,
+           mode(subject ORDER BY subject) AS subject,
+           mode(client_id ORDER BY client_id) AS claimed_client_id,
+           mode(audience ORDER BY audience) AS audience,
+           mode(scopes ORDER BY scopes) AS scopes,
+           mode(act_chain ORDER BY act_chain) AS act_chain,
+           mode(cnf_jkt ORDER BY cnf_jkt) AS cnf_jkt,
+           mode(cnf_x5t ORDER BY cnf_x5t) AS cnf_x5t,
+           mode(pod ORDER BY pod) AS pod,
+           mode(host ORDER BY host) AS host,
            min(iat) AS iat,
            max(exp) AS exp,
            min(ts) AS first_seen,

@@ -451,6 +451,13 @@ def _generic(dialect: str) -> Callable[[exp.Expression], exp.Expression]:
             if isinstance(agg, exp.AnyValue) and isinstance(node.expression, exp.Where):
                 case = exp.Case(ifs=[exp.If(this=node.expression.this.copy(), true=agg.this.copy())])
                 return exp.IgnoreNulls(this=exp.AnyValue(this=case))
+        if isinstance(node, exp.Mode) and isinstance(node.this, exp.Order):
+            # mode(x ORDER BY x): DuckDB's deterministic "most frequent, lowest on a tie".
+            # Spark says it as mode(x, true); elsewhere the tie-break is the engine's own
+            value = node.this.this.copy()
+            if dialect == "spark":
+                return _fn("mode", value, exp.true())
+            return exp.Mode(this=value)
         if _anon(node, "list_bool_and") or _anon(node, "list_bool_or"):
             # NULL elements are ignored, as DuckDB's list aggregates do
             arr = node.expressions[0]
