@@ -119,7 +119,7 @@ def token_rows(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple[An
 
 def holder_rows(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple[Any, ...]]]:
     cur = con.execute("""
-        SELECT holder_id, any_value(holder_tier) AS tier, any_value(workload) AS workload,
+        SELECT holder_id, min(holder_tier) AS tier, min(workload) AS workload,
                count(DISTINCT token_key) AS tokens,
                list(DISTINCT classification ORDER BY classification) AS classifications,
                sum(count) AS events, min(first_seen) AS first_seen, max(last_seen) AS last_seen,

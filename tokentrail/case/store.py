@@ -296,7 +296,7 @@ class Case:
             SELECT (SELECT count(*) FROM events),
                    (SELECT count(*) FROM rejects),
                    (SELECT count(DISTINCT coalesce(a.token_id, e.token_key)) FROM events e
-                    LEFT JOIN (SELECT 'fp:' || token_fp AS key, any_value(token_id) AS token_id
+                    LEFT JOIN (SELECT 'fp:' || token_fp AS key, min(token_id) AS token_id
                                FROM events WHERE token_fp IS NOT NULL AND token_id IS NOT NULL
                                GROUP BY token_fp HAVING count(DISTINCT token_id) = 1) a
                       ON e.token_key = a.key),

@@ -10,9 +10,9 @@ VIEWS: dict[str, str] = {
     # One row per (token, holder): the first question in any token incident.
     "v_token_usage": """
         SELECT e.token_key,
-               any_value(e.token_id) AS token_id,
+               min(e.token_id) AS token_id,
                e.holder_id,
-               any_value(e.holder_tier) AS holder_tier,
+               min(e.holder_tier) AS holder_tier,
                count(*) AS events,
                count(*) FILTER (WHERE e.kind = 'use') AS uses,
                count(*) FILTER (WHERE e.kind = 'deny' OR e.outcome = 'failure') AS failures,
@@ -30,11 +30,11 @@ VIEWS: dict[str, str] = {
     # One row per token: how many holders presented it, and who it was issued to.
     "v_token_holders": """
         SELECT e.token_key,
-               any_value(e.token_id) AS token_id,
-               any_value(e.token_fp) AS token_fp,
-               any_value(e.issuer) AS issuer,
-               any_value(e.subject) AS subject,
-               any_value(e.client_id) AS client_id,
+               min(e.token_id) AS token_id,
+               min(e.token_fp) AS token_fp,
+               min(e.issuer) AS issuer,
+               min(e.subject) AS subject,
+               min(e.client_id) AS client_id,
                count(DISTINCT e.holder_id) FILTER (WHERE e.kind IN ('use', 'deny')) AS holders,
                list(DISTINCT e.holder_id ORDER BY e.holder_id)
                    FILTER (WHERE e.kind IN ('use', 'deny') AND e.holder_id IS NOT NULL) AS holder_ids,
@@ -60,7 +60,7 @@ VIEWS: dict[str, str] = {
     # One row per holder: what it presented, from where.
     "v_holders": """
         SELECT e.holder_id,
-               any_value(e.holder_tier) AS holder_tier,
+               min(e.holder_tier) AS holder_tier,
                count(DISTINCT e.token_key) AS tokens,
                count(*) AS events,
                min(e.ts) AS first_seen,

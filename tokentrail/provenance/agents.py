@@ -94,9 +94,9 @@ WHERE signal IN ('span', 'log') AND span_id IS NOT NULL;
 -- (what its process does next, it does as that agent).
 CREATE OR REPLACE TEMP TABLE _tt_nodes AS
 SELECT trace_id, span_id, emitter,
-       any_value(parent_span_id) FILTER (WHERE signal = 'span') AS parent_span_id,
-       any_value(span_kind) FILTER (WHERE signal = 'span') AS span_kind,
-       any_value(resource) FILTER (WHERE signal = 'span') AS resource,
+       min(parent_span_id) FILTER (WHERE signal = 'span') AS parent_span_id,
+       min(span_kind) FILTER (WHERE signal = 'span') AS span_kind,
+       min(resource) FILTER (WHERE signal = 'span') AS resource,
        coalesce(min(ts) FILTER (WHERE signal = 'span'), min(ts)) AS ts_start,
        coalesce(max(ts + to_microseconds(CAST(coalesce(duration_ms, 0) * 1000 AS BIGINT)))
                 FILTER (WHERE signal = 'span'), max(ts)) AS ts_end,
@@ -161,9 +161,10 @@ WITH gw AS (
            OR contains(lower(s.resource), lower(g.resource)))
 ), span_matches AS (
     SELECT source_id, line, event_id, trace_id, holder_id, holder_tier,
-           any_value(agent) AS agent, 'caller_span' AS method,
-           any_value(span_id) AS span_id, any_value(span_event_id) AS span_event_id,
-           any_value(agent_event_id) AS agent_event_id, any_value(depth) AS depth
+           -- one agent (HAVING); of its matching spans, the lowest id and that span's row
+           min(agent) AS agent, 'caller_span' AS method,
+           min(span_id) AS span_id, arg_min(span_event_id, span_id) AS span_event_id,
+           arg_min(agent_event_id, span_id) AS agent_event_id, arg_min(depth, span_id) AS depth
     FROM by_span
     WHERE src_ip IS NOT DISTINCT FROM first_src_ip
     GROUP BY source_id, line, event_id, trace_id, holder_id, holder_tier
@@ -172,7 +173,7 @@ WITH gw AS (
     -- no caller span logged: the trace alone, when one agent and one service are all the
     -- telemetry shows in that trace around the request
     SELECT g.source_id, g.line, g.event_id, g.trace_id, g.holder_id, g.holder_tier,
-           any_value(a.agent) AS agent, 'trace_only' AS method,
+           min(a.agent) AS agent, 'trace_only' AS method,
            CAST(NULL AS VARCHAR) AS span_id, CAST(NULL AS VARCHAR) AS span_event_id,
            min(a.agent_event_id) AS agent_event_id, CAST(NULL AS INTEGER) AS depth
     FROM gw g

@@ -217,7 +217,7 @@ WITH facts AS (
   FROM token_holders th
   JOIN tokens t USING (token_key)
   LEFT JOIN _tt_instance_off io ON io.token_key = th.token_key AND io.holder_id = th.holder_id
-  LEFT JOIN (SELECT child_key, any_value(kind) AS kind, any_value(parent_key) AS parent_key
+  LEFT JOIN (SELECT child_key, min(kind) AS kind, min(parent_key) AS parent_key
              FROM links GROUP BY child_key) l ON l.child_key = th.token_key
   -- distinct presenters, one per address whatever its user agents (two SDKs on one host)
   LEFT JOIN (SELECT token_key, count(DISTINCT CASE WHEN starts_with(holder_id, 'ip:')
@@ -426,7 +426,7 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
                || ' from a new holder (' || t.issued_ip || ', ' || {_device_family('t.issued_user_agent')}
                || ', ' || t.issue_event_id || '): new network and new device compared with every '
                || 'earlier holder of the session (' || string_agg(DISTINCT h.src_ip || ' ' || h.device, ', ')
-               || ')' || coalesce('; refresh family ' || any_value(t.parent_token_key), '')
+               || ')' || coalesce('; refresh family ' || min(t.parent_token_key), '')
                || '; no exchange' AS reason,
                list(DISTINCT h.device) AS earlier_devices
         FROM tokens t JOIN hold h ON h.session_id = t.issued_session_id AND h.ts < t.issued_at

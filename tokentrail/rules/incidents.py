@@ -58,8 +58,8 @@ WITH ev AS (
     FROM ev JOIN events e ON e.source_id = ev.source_id AND e.line = ev.line
     GROUP BY ev.id
 ), lk AS (
-    SELECT child_key, any_value(parent_key) AS parent_key, any_value(kind) AS link_kind,
-           any_value(requested_by) AS requested_by
+    SELECT child_key, min(parent_key) AS parent_key, min(kind) AS link_kind,
+           min(requested_by) AS requested_by
     FROM links GROUP BY child_key
 )
 SELECT f.id, f.rule, f.severity, f.token_key, f.holder_id, f.first_seen, f.last_seen,

@@ -82,7 +82,7 @@ def _lookups(con: duckdb.DuckDBPyConnection, hits: list[dict[str, Any]]) -> tupl
             "confidence FROM token_holders WHERE token_key IN (SELECT k FROM _tt_hit_keys)").fetchall()
     }
     tiers = dict(con.execute(
-        "SELECT holder_id, any_value(holder_tier) FROM events "
+        "SELECT holder_id, min(holder_tier) FROM events "
         "WHERE holder_id IN (SELECT h FROM _tt_hit_holders) GROUP BY holder_id").fetchall())
     # Evidence: event ids are source_id:line, so look them up by those two stored columns.
     refs: set[tuple[str, int]] = set()

@@ -464,7 +464,7 @@ def build_findings(conn: SparkConnection, rules: list[Rule],
         events = spark.table("events")
         evidence = events.join(refs_df, ["source_id", "line"], "left_semi")
         tiers = spark.sql(
-            "SELECT holder_id, any_value(holder_tier, true) AS holder_tier FROM events "
+            "SELECT holder_id, min(holder_tier) AS holder_tier FROM events "
             "WHERE holder_id IS NOT NULL GROUP BY holder_id").join(holders_df, "holder_id", "left_semi")
         tier_rows = tiers.selectExpr(*(
             f"CAST({'`' + f.name + '`' if f.name in ('holder_id', 'holder_tier') else 'NULL'} "
