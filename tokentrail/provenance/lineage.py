@@ -117,38 +117,79 @@ WITH p AS (
            (e.holder_tier <> 'network' OR tt_private_ip(e.src_ip)) AS hop_capable
     FROM events e JOIN tokens t USING (token_key)
     WHERE e.kind IN {PRESENTATION_KINDS} AND e.holder_id IS NOT NULL
-), relay_pairs AS (
+), req AS (
+    -- Relays and replays are judged on distinct presentations, not on rows: a log that
+    -- repeats one request thousands of times (a retry storm, a file ingested twice, a replay
+    -- tool) would make the self-joins below quadratic in its copies. Identical copies judge
+    -- alike, so each distinct (token, request, holder, path, resource, time) is joined once
+    -- and the verdict carried back to every copy.
+    SELECT DISTINCT token_key, request_id, holder_id, path, resource, ts, hop_capable
+    FROM p WHERE request_id IS NOT NULL
+), trc AS (
+    SELECT DISTINCT token_key, trace_id, request_id, holder_id, path, resource, ts, hop_capable
+    FROM p WHERE trace_id IS NOT NULL
+), req_relayed AS (
     -- two equi-joins (request id, trace id) instead of one OR join: hash joins, not a
     -- token-wide cross product
-    SELECT a.event_id, b.holder_id AS relayed_from
-    FROM p a JOIN p b ON a.token_key = b.token_key AND a.request_id = b.request_id
+    SELECT a.token_key, a.request_id, a.holder_id, a.path, a.resource, a.ts, a.hop_capable,
+           min(b.holder_id) AS relayed_from
+    FROM req a JOIN req b ON a.token_key = b.token_key AND a.request_id = b.request_id
     WHERE a.holder_id <> b.holder_id AND (a.path = b.path OR a.resource = b.resource)
       AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND AND a.hop_capable
-    UNION ALL
+    GROUP BY a.token_key, a.request_id, a.holder_id, a.path, a.resource, a.ts, a.hop_capable
+), trc_relayed AS (
     -- the same trace is the same request only when the request ids do not say otherwise
-    SELECT a.event_id, b.holder_id
-    FROM p a JOIN p b ON a.token_key = b.token_key AND a.trace_id = b.trace_id
+    SELECT a.token_key, a.trace_id, a.request_id, a.holder_id, a.path, a.resource, a.ts,
+           a.hop_capable, min(b.holder_id) AS relayed_from
+    FROM trc a JOIN trc b ON a.token_key = b.token_key AND a.trace_id = b.trace_id
     WHERE a.holder_id <> b.holder_id AND (a.path = b.path OR a.resource = b.resource)
       AND (a.request_id IS NULL OR b.request_id IS NULL OR a.request_id = b.request_id)
       AND b.ts <= a.ts AND a.ts - b.ts <= INTERVAL 60 SECOND AND a.hop_capable
+    GROUP BY a.token_key, a.trace_id, a.request_id, a.holder_id, a.path, a.resource, a.ts, a.hop_capable
+), relay_pairs AS (
+    SELECT p.event_id, r.relayed_from
+    FROM p JOIN req_relayed r
+      ON p.token_key = r.token_key AND p.request_id = r.request_id AND p.holder_id = r.holder_id
+     AND p.ts = r.ts AND p.path IS NOT DISTINCT FROM r.path
+     AND p.resource IS NOT DISTINCT FROM r.resource AND p.hop_capable = r.hop_capable
+    UNION ALL
+    SELECT p.event_id, r.relayed_from
+    FROM p JOIN trc_relayed r
+      ON p.token_key = r.token_key AND p.trace_id = r.trace_id AND p.holder_id = r.holder_id
+     AND p.ts = r.ts AND p.request_id IS NOT DISTINCT FROM r.request_id
+     AND p.path IS NOT DISTINCT FROM r.path AND p.resource IS NOT DISTINCT FROM r.resource
+     AND p.hop_capable = r.hop_capable
 ), relayed AS (
-    SELECT event_id, true AS relayed, any_value(relayed_from) AS relayed_from
+    SELECT event_id, true AS relayed, min(relayed_from) AS relayed_from
     FROM relay_pairs GROUP BY event_id
-), replays AS (
-    -- RFC 9449 §11.1: a DPoP proof is single-use. The same proof jti on a later, different
-    -- request (not a retry of the same request id, not the same holder within a second).
-    SELECT a.event_id, true AS replay
-    FROM p a JOIN p b ON a.proof_jti IS NOT NULL AND a.proof_jti = b.proof_jti
-         AND a.event_id <> b.event_id AND b.ts <= a.ts
+), proofs AS (
+    -- RFC 9449 §11.1: a DPoP proof is single-use. Distinct presentations of each proof jti
+    -- (copies of one presentation cannot replay each other: same request, same holder, same
+    -- second), with the first event id of each for the tie on equal times.
+    SELECT proof_jti, request_id, holder_id, ts, min(event_id) AS first_event_id
+    FROM p WHERE proof_jti IS NOT NULL
+    GROUP BY proof_jti, request_id, holder_id, ts
+), proof_replays AS (
+    -- the same proof jti on a later, different request (not a retry of the same request id,
+    -- not the same holder within a second)
+    SELECT a.proof_jti, a.request_id, a.holder_id, a.ts,
+           min(b.first_event_id) FILTER (WHERE b.ts = a.ts) AS tie_event_id,
+           bool_or(b.ts < a.ts) AS earlier
+    FROM proofs a JOIN proofs b ON a.proof_jti = b.proof_jti AND b.ts <= a.ts
          AND (a.request_id IS NULL OR b.request_id IS NULL OR a.request_id <> b.request_id)
          AND NOT (a.holder_id = b.holder_id AND a.ts - b.ts <= INTERVAL 1 SECOND)
-         AND (b.ts < a.ts OR b.event_id < a.event_id)
-    GROUP BY a.event_id
+    GROUP BY a.proof_jti, a.request_id, a.holder_id, a.ts
+), replays AS (
+    SELECT p.event_id, true AS replay
+    FROM p JOIN proof_replays r
+      ON p.proof_jti = r.proof_jti AND p.holder_id = r.holder_id AND p.ts = r.ts
+     AND p.request_id IS NOT DISTINCT FROM r.request_id
+    WHERE r.earlier OR r.tie_event_id < p.event_id
 )
 -- list_distinct(list(x)) rather than list(DISTINCT x): one hash table, not one per list;
 -- it drops NULLs too, so an empty list means "none seen".
 SELECT p.token_key, p.holder_id,
-       any_value(p.holder_tier) AS holder_tier,
+       min(p.holder_tier) AS holder_tier,
        count(*) AS count,
        count(*) FILTER (WHERE p.kind = 'use') AS uses,
        count(*) FILTER (WHERE p.kind = 'deny') AS denies,
@@ -176,7 +217,7 @@ SELECT p.token_key, p.holder_id,
            AS max_after_revoke,
        count(*) FILTER (WHERE rp.replay) AS proof_replays,
        bool_and(coalesce(r.relayed, false)) AS relayed,
-       any_value(r.relayed_from) AS relayed_from,
+       min(r.relayed_from) AS relayed_from,
        list(p.event_id ORDER BY p.ts, p.event_id) AS event_ids,
        -- how a holder that is not in the log line itself was found (agents.py)
        list_sort(list_distinct(list(ha.evidence))) AS holder_evidence
@@ -190,7 +231,7 @@ GROUP BY p.token_key, p.holder_id
 # elsewhere only by fingerprint (a DPoP `ath`, a gateway's token_fp): one token, one key.
 ALIAS_SQL = """
 UPDATE events SET token_key = a.token_id
-FROM (SELECT token_fp, any_value(token_id) AS token_id FROM events
+FROM (SELECT token_fp, min(token_id) AS token_id FROM events
       WHERE token_fp IS NOT NULL AND token_id IS NOT NULL GROUP BY token_fp
       HAVING count(DISTINCT token_id) = 1) a
 WHERE events.token_key = 'fp:' || a.token_fp
