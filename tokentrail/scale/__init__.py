@@ -1,6 +1,6 @@
 """Running a case beyond one DuckDB file: the Parquet lake, portable SQL and the Spark engine.
 
-The same SQL the DuckDB engine runs is transpiled (portable.py) so other engines build findings
+The same SQL the DuckDB engine runs is transpiled (portable/) so other engines build findings
 with the same Python code, and finding ids stay identical across engines.
 """
 

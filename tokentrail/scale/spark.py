@@ -8,7 +8,7 @@ Flow (`scan_lake`):
 3. the policy installed in a scratch DuckDB (Policy.install, as the DuckDB engine does) and its
    `policy_*` tables copied to Spark as views;
 4. the DuckDB engine's own `build_lineage` and `classify` run against `SparkConnection`, which
-   takes each statement they execute, transpiles it (portable.py: macros inlined, sqlglot) and
+   takes each statement they execute, transpiles it (portable/: macros inlined, sqlglot) and
    runs it on Spark: a query returns rows to the Python code around it, `CREATE TABLE ... AS`
    becomes a persisted DataFrame registered under that name, `UPDATE` / `DELETE` rebuild the
    view from a SELECT. A step added to lineage.py runs here unchanged;
