@@ -18,7 +18,7 @@ elsewhere, each statement is:
 5. **transpiled** with sqlglot and parsed back in the target dialect. A statement that cannot be
    translated raises `Untranslatable` with the reason; `export` names it instead of printing it.
 
-Nothing here imports click or rich; the Spark engine (scale/spark.py) runs what this produces.
+Nothing here imports click or rich; the Spark engine (scale/spark/) runs what this produces.
 
 The package follows those steps: `pipeline` records the statements, `macros` parses and
 inlines, `rewrites` holds the hand-written transforms, `transpile` produces the target SQL,
