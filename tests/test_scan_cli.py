@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,20 @@ def test_fail_on_and_stable_ids_and_baseline(run, tmp_path):
     r = run("scan", str(log), "--baseline", str(base), "--format", "json")
     assert r.exit_code == 0 and json.loads(r.stdout)["findings"] == []
     assert "suppressed by baseline" in r.stderr
+
+
+def test_write_baseline_keeps_a_symlink_and_refuses_a_folder(run, tmp_path):
+    log = write_story(tmp_path / "app.jsonl")
+    real = tmp_path / "known.json"
+    real.write_text("[]")
+    link = tmp_path / "link.json"
+    link.symlink_to(real.name)
+    r = run("scan", str(log), "--write-baseline", str(link), "--fail-on", "none", "-q")
+    assert r.exit_code == 0
+    assert link.is_symlink() and os.readlink(link) == "known.json"
+    assert json.loads(real.read_text()), "the link's target holds the finding ids"
+    r = run("scan", str(log), "--write-baseline", str(tmp_path), "--fail-on", "none", "-q")
+    assert r.exit_code == 2 and "a folder" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_scan_with_no_usable_events_exits_3_and_says_so(run, tmp_path):

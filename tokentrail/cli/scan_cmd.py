@@ -203,8 +203,9 @@ def _finish(all_findings: list[Any], payload: dict[str, Any], suppressed: set[st
     in_window = [f for f in all_findings if window.overlaps(f.first_seen, f.last_seen)]
     findings = [f for f in in_window if f.id not in suppressed]
     payload = keep_findings(payload, {f.id for f in findings})
-    if write_baseline:
-        Path(write_baseline).write_bytes(baseline_json(all_findings))
+    if write_baseline:  # same guarantees as -o: atomic, a symlink's target, never a folder
+        with open_output(write_baseline) as stream:
+            stream.write(baseline_json(all_findings).decode())
     _emit(findings, payload, fmt, output, rules=rules, wide=wide, sarif_root=sarif_root)
     if not quiet:
         hidden = len(in_window) - len(findings)
