@@ -41,7 +41,8 @@ def duck(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         export_case(case, lake)
         pairs = set(case.con.execute(
             "SELECT token_key, holder_id, classification FROM token_holders").fetchall())
-        return {"lake": lake, "payload": scan_payload(case.con, analysis.findings), "pairs": pairs}
+        return {"lake": lake, "payload": scan_payload(case.con, analysis.findings, analysis.incidents),
+                "pairs": pairs}
 
 
 TEST_CONF = {"spark.sql.shuffle.partitions": "4", "spark.sql.codegen.wholeStage": "false"}
@@ -91,7 +92,8 @@ def test_scan_engine_spark_writes_the_same_finding_ids_as_duckdb(spark_scan, duc
     assert [f["id"] for f in doc["findings"]] == want
     got = {(f["rule"], f["token"]["key"], f["holder"]["id"]) for f in doc["findings"]}
     assert got == {(f["rule"], f["token"]["key"], f["holder"]["id"]) for f in duck["payload"]["findings"]}
-    assert "finding(s) from 17 rules over" in r.stderr
+    n = len(duck["payload"]["incidents"])
+    assert f"{len(want)} finding(s) in {n} incident(s) from 17 rules over" in r.stderr
     assert spark.sparkContext._jsc is not None  # the module's session was used, not stopped
 
 
@@ -106,15 +108,13 @@ def test_spark_and_duckdb_classify_every_token_holder_pair_alike(spark_scan, duc
 def test_spark_findings_json_is_the_duckdb_json(spark_scan, duck):
     spark_doc, duck_doc = spark_scan[1], duck["payload"]
     assert spark_doc["tool"] == duck_doc["tool"] and spark_doc["case"] == duck_doc["case"]
-    # Incidents are grouped by the DuckDB engine only (README "Scale-out"): on Spark each
-    # finding's `incident` is null and the document has no `incidents`; all else is identical.
-    assert "incidents" not in spark_doc
+    # Incidents too: grouped by the DuckDB engine's code over the rows the findings refer to,
+    # so the same ids, members, reasons and related incidents.
+    assert spark_doc["incidents"] and spark_doc["incidents"] == duck_doc["incidents"]
     for got, want in zip(spark_doc["findings"], duck_doc["findings"], strict=True):
-        assert got["incident"] is None and want["incident"]
-        for key in want.keys() - {"incident"}:  # reasons too: durations and timestamps as DuckDB writes them
+        for key in want:  # reasons too: durations and timestamps as DuckDB writes them
             assert got[key] == want[key], (want["rule"], key)
-    assert ({k: v for k, v in spark_doc.items() if k != "findings"}
-            == {k: v for k, v in duck_doc.items() if k not in ("findings", "incidents")})
+    assert spark_doc == duck_doc
 
 
 def test_scan_engine_spark_without_pyspark_says_how_to_install_it(monkeypatch, tmp_path):

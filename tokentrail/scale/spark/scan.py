@@ -16,6 +16,7 @@ from tokentrail import __version__
 from tokentrail.errors import CaseError
 from tokentrail.output import jsonable
 from tokentrail.rules.findings import Finding
+from tokentrail.rules.incidents import Incident, build_incidents
 from tokentrail.rules.model import HIT_COLUMNS, Rule
 from tokentrail.rules.runner import MAX_EVIDENCE, run_rules
 from tokentrail.scale.lake import MANIFEST, PARTITION_COLUMN, Lake, is_url, parse_manifest, read_manifest
@@ -101,9 +102,11 @@ def _quote_list(values: Iterable[str]) -> str:
 
 
 def build_findings(conn: SparkConnection, rules: list[Rule],
-                   hits: dict[str, list[dict[str, Any]]]) -> list[Finding]:
+                   hits: dict[str, list[dict[str, Any]]]) -> tuple[list[Finding], list[Incident]]:
     """Findings from Spark's rule hits, built by rules.runner.run_rules in a DuckDB that holds
-    the hits and the rows they refer to."""
+    the hits and the rows they refer to, and their incidents, grouped there by
+    rules.incidents.build_incidents (which reads only the findings' own tokens, pairs, links
+    and evidence events), so both carry the DuckDB engine's ids."""
     spark = conn.spark
     keys = sorted({h["token_key"] for hs in hits.values() for h in hs if h["token_key"] is not None})
     holders = sorted({h["holder_id"] for hs in hits.values() for h in hs if h["holder_id"] is not None})
@@ -132,6 +135,8 @@ def build_findings(conn: SparkConnection, rules: list[Rule],
             f"AS {f.dataType.simpleString()}) AS `{f.name}`" for f in events.schema.fields))
         _stage(duck, "events", evidence.unionByName(tier_rows))
         _stage(duck, "sources", spark.table("sources"))
+        _stage(duck, "links", spark.table("links").join(
+            keys_df.withColumnRenamed("token_key", "child_key"), "child_key", "left_semi"))
         cols = ", ".join(HIT_COLUMNS)
         duck.execute("CREATE TABLE _tt_spark_hits (rule VARCHAR, token_key VARCHAR, holder_id VARCHAR, "
                       "first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, count BIGINT, event_ids VARCHAR[], "
@@ -143,7 +148,8 @@ def build_findings(conn: SparkConnection, rules: list[Rule],
             duck.executemany("INSERT INTO _tt_spark_hits VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         staged = [replace(rule, sql=f"SELECT {cols} FROM _tt_spark_hits WHERE rule = "
                                     f"'{rule.id.replace(chr(39), chr(39) * 2)}'") for rule in rules]
-        return run_rules(duck, staged)
+        findings = run_rules(duck, staged)
+        return findings, build_incidents(duck, findings)
     finally:
         duck.close()
 
@@ -228,9 +234,10 @@ def scan_lake(location: str, *, spark: Any = None, master: str = DEFAULT_MASTER,
                              for row in rows]
         timings["rules"] = clock() - t
         t = clock()
-        findings = build_findings(conn, rules, hits)
+        findings, incidents = build_findings(conn, rules, hits)
         payload = {"tool": {"name": "tokentrail", "version": __version__},
                    "case": case_summary(conn),
+                   "incidents": [jsonable(i.as_dict()) for i in incidents],
                    "findings": [jsonable(f.as_dict()) for f in findings]}
         pairs = [(r[0], r[1], r[2], r[3]) for r in session.sql(
             "SELECT token_key, holder_id, classification, confidence FROM token_holders").collect()]
