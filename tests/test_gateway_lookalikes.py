@@ -46,6 +46,21 @@ def test_a_device_moving_between_networks_is_not_concurrent_use(benign):
     assert not [f for f in findings if f.rule == "TT015"]
 
 
+def test_a_phone_between_carrier_addresses_is_a_handover_not_theft(benign):
+    findings, pairs = benign
+    phone = [h for h in pairs if h.endswith("/corpapp")]
+    assert len(phone) == 4
+    assert not [f for f in findings if (f.holder.get("id") or "").endswith("/corpapp")
+                or f.rule == "TT014"]
+    assert pairs["ip:172.58.33.190/corpapp"] == "suspicious"
+    with Case() as case:
+        ingest(case, [str(FIXTURES / "benign")])
+        analyse(case.con)
+        reason = case.con.execute("SELECT reasons[1] FROM token_holders "
+                                  "WHERE holder_id = 'ip:172.56.2.77/corpapp'").fetchone()[0]
+    assert reason.startswith("moved networks") and "ip:172.58.10.4/corpapp" in reason
+
+
 def test_a_stranger_beside_the_replicas_and_a_replayed_browser_token_are_flagged(attack):
     findings, pairs = attack
     by_holder = {(f.rule, f.holder.get("id")) for f in findings}

@@ -213,7 +213,23 @@ WITH facts AS (
           ORDER BY sl.how = 'login' DESC, sl.event_id LIMIT 1) AS session_login,
          coalesce(th.holder_tier = 'network' AND {_private(ip)} AND count(*) FILTER (
              WHERE th.holder_tier = 'network' AND {_private(ip)}) OVER (PARTITION BY th.token_key) = 1,
-             false) AS sole_internal
+             false) AS sole_internal,
+         -- One device moving between networks (a phone between carrier addresses, a laptop
+         -- from office to home): the exact user agent the token's owner presented it with, from
+         -- the address that obtained it, and never in use at the same time as any other holder
+         -- of the token. Concurrent use from two places is not a handover.
+         (SELECT 'moved networks: presented from ' || {ip} || ' with the same user agent as its owner '
+                 || o.holder_id || ' (' || th.user_agents[1] || '), never at the same time as another '
+                 || 'holder of the token: one device changing networks, or a copy replayed with that user agent'
+          FROM token_holders o
+          WHERE o.token_key = th.token_key AND o.holder_id <> th.holder_id
+            AND o.holder_tier = 'network' AND th.holder_tier = 'network'
+            AND t.issued_ip IS NOT NULL AND {_holder_ip('o.holder_id')} = t.issued_ip
+            AND len(th.user_agents) = 1 AND o.user_agents = th.user_agents
+            AND NOT EXISTS (SELECT 1 FROM token_holders x
+                            WHERE x.token_key = th.token_key AND x.holder_id <> th.holder_id
+                              AND x.first_seen <= th.last_seen AND th.first_seen <= x.last_seen)
+          ORDER BY o.holder_id LIMIT 1) AS handover
   FROM token_holders th
   JOIN tokens t USING (token_key)
   LEFT JOIN _tt_instance_off io ON io.token_key = th.token_key AND io.holder_id = th.holder_id
@@ -299,6 +315,8 @@ WITH facts AS (
               || '.0/24), same user agent as the issuance from inside (' || t_issued_ip
               || ') and first use within 5 minutes of it: likely the fleet''s egress pool; '
               || 'no other holder to contrast']
+      WHEN external AND NOT in_nat AND handover IS NOT NULL
+        THEN ['suspicious', '0.4', handover]
       WHEN external AND NOT in_nat
         THEN ['stolen', CASE WHEN t_holders > 1 THEN '0.75' ELSE '0.7' END,
               'unknown external holder ' || holder_id || ' presented a bearer token issued to '
