@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from tokentrail.provenance.classify import PolicySQL, classify
 from tokentrail.case.views import refresh_derived_views
+from tokentrail.provenance.classify import PolicySQL, classify
 from tokentrail.provenance.lineage import build_lineage
 from tokentrail.provenance.policy import Policy, holder_workload_sql, ip_in_network_sql
 from tokentrail.rules.findings import Finding
