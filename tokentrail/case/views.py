@@ -69,16 +69,21 @@ def session_view_sql(classified: bool) -> str:
             SELECT DISTINCT session_id, token_key FROM events
             WHERE session_id IS NOT NULL AND token_key IS NOT NULL
         ),
+        -- refresh edges with their parent resolved first, so the recursion is an equi-join
+        edges AS (
+            SELECT DISTINCT e.token_key AS child_key,
+                   coalesce(m.token_key, e.parent_token_key) AS parent_key
+            FROM events e LEFT JOIN minted m ON m.refresh_id = e.parent_token_key
+            WHERE e.kind = 'refresh' AND e.token_key IS NOT NULL
+              AND e.parent_token_key IS NOT NULL
+              AND coalesce(e.outcome, 'success') <> 'failure'
+        ),
         family(session_id, token_key) AS (
             SELECT session_id, token_key FROM named
             UNION
-            SELECT f.session_id, e.token_key
-            FROM family f
-            JOIN events e ON e.kind = 'refresh' AND e.token_key IS NOT NULL
-                         AND coalesce(e.outcome, 'success') <> 'failure'
-            LEFT JOIN minted m ON m.refresh_id = e.parent_token_key
-            WHERE coalesce(m.token_key, e.parent_token_key) = f.token_key
-              AND e.token_key <> f.token_key
+            SELECT f.session_id, g.child_key
+            FROM family f JOIN edges g ON g.parent_key = f.token_key
+            WHERE g.child_key <> f.token_key
         ),
         refreshed AS (
             SELECT DISTINCT token_key FROM events
