@@ -200,3 +200,21 @@ def test_query_before_a_scan_works(tmp_path, sql):
     r = runner.invoke(main, ["query", sql, "--db", db, "--format", "csv"])
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[-1].strip() == "3"
+
+
+def test_a_parquet_lake_has_the_session_view_with_classifications(tmp_path):
+    from tokentrail.scale.lake import export_case, open_lake
+
+    gw = [json.loads(x) for x in (DIR / "gateway.jsonl").read_text().splitlines()]
+    with Case() as case:
+        ingest(case, [str(DIR / "events.json")], format_name="keycloak")
+        ingest(case, [str(DIR / "gateway.jsonl")], format_name="tokentrail")
+        analyse(case.con)
+        want = _sessions(case)
+        export_case(case, tmp_path / "lake")
+    with open_lake(tmp_path / "lake") as lake:
+        got = _sessions(lake)
+    assert len(gw) == 5 and set(got) == set(want)
+    for sid in want:
+        for col in ("token_keys", "refresh_family", "holder_ids", "worst_classification"):
+            assert got[sid][col] == want[sid][col], (sid, col)
