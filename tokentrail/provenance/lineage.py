@@ -1,8 +1,10 @@
 """Lineage: one row per token, per (token, holder) pair, and per parent→child link.
 
-Rebuilt from `events` by `build_lineage` (three CREATE TABLE … AS statements): the derived
-tables are a pure function of the events, so re-running a scan after more ingest gives the
-same answer as a fresh case. Everything is SQL over the whole case.
+Rebuilt from `events` by `build_lineage` (a temp table of resolved parents, then three
+CREATE TABLE … AS statements): the derived tables are a pure function of the events, so
+re-running a scan after more ingest gives the same answer as a fresh case. Everything is SQL
+over the whole case. Parents are logged, reached through a refresh-token alias, or (Keycloak
+exchanges) inferred; `links.basis` says which (PARENTS_SQL).
 """
 
 from __future__ import annotations
