@@ -310,6 +310,12 @@ ROUTES = {
     "partner-api.acme.example": ("partner-api",
                                  "outbound|8080||partner-api.apps.svc.cluster.local",
                                  ["10.42.9.60:8080"]),
+    # staff-facing APIs (look-alikes section)
+    "orders-api.acme.example": ("orders-api", "outbound|8080||orders-api.apps.svc.cluster.local",
+                                ["10.42.11.70:8080", "10.42.11.71:8080"]),
+    "reports-api.acme.example": ("reports-api",
+                                 "outbound|8080||reports-api.apps.svc.cluster.local",
+                                 ["10.42.12.80:8080"]),
 }
 
 gateway_lines: list[dict[str, Any]] = []
@@ -366,7 +372,9 @@ def gw(hms: str, who: Pod | str, authority: str, method: str, path: str, status:
         remote, xff = peer.addr(), None
         agent_ua = ua or UA.get(peer.sa, UA["coder"])
     else:
-        remote = f"{who}:{rng.randint(32768, 60999)}"
+        port = rng.randint(32768, 60999)
+        # Envoy writes an IPv6 peer as [address]:port
+        remote = f"[{who}]:{port}" if ":" in str(who) else f"{who}:{port}"
         xff = str(who) if token is not None else None  # the LB's health checks carry no XFF
         agent_ua = ua or UA["partner"]
     refused = status == 401 or details.startswith("rbac_access_denied")
@@ -1384,7 +1392,7 @@ def build_incidents(keycloak: list[dict[str, Any]], cloudtrail: dict[str, Any],
     return cast
 
 
-def expected(cast: IncidentCast) -> dict[str, Any]:
+def expected(cast: IncidentCast, looks: Lookalikes) -> dict[str, Any]:
     """What a careful responder concludes from the story (not from tokentrail's output).
 
     Pairs: every (token, holder) that presented a token to a resource (a use or a refused
@@ -1486,6 +1494,7 @@ def expected(cast: IncidentCast) -> dict[str, Any]:
          "instance"),
         ("TT017", M2.jti, f"jkt:{JKT_MCP}", "j: DPoP proof jti presented in a second request"),
     ]
+    pairs += looks.pairs
     return {
         "description": (
             "What a careful responder concludes from the sample story (README.md, 'Incidents'), "
@@ -1498,7 +1507,403 @@ def expected(cast: IncidentCast) -> dict[str, Any]:
                   for t, h, c, w in pairs],
         "findings": [{"rule": r, "token_key": t, "holder_id": h, "why": w}
                      for r, t, h, w in findings],
+        # benign look-alikes (issue 11.5): none may be flagged above `low`
+        "lookalikes": looks.stories,
     }
+
+
+# ---------------------------------------------------------------------------------------
+# BENIGN LOOK-ALIKES (issue 11.5)
+#
+# Ordinary identity-provider traffic that a careless tool takes for theft, added after the
+# incidents from a third seeded generator (LOOKALIKE_SEED), so the benign morning and the
+# incidents stay byte for byte what they were. Each one is labelled in EXPECTED.json
+# ("lookalikes") with the pairs it makes and why they are benign. All of it happens before
+# alice's 09:57:12 LOGOUT, which stays the last event of the morning.
+#
+# Okta (System Log API LogEvent, https://developer.okta.com/docs/api/openapi/okta-management/
+# management/tags/systemlog; sessions stitched by authenticationContext.externalSessionId,
+# requests by transaction.id; request.ipChain "clientIp, proxy1, proxy2"). Carol's apps are
+# public OIDC clients (SPA / native, PKCE, clientAuthType none), so the device itself calls the
+# token endpoint and client.ipAddress / ipChain[0] is the device's address.
+#   O1 09:06-09:13  SSO from one office session to two apps (Acme Orders, Acme Reports)
+#   O2 09:14-09:16  admin console (SSO to Okta Admin Console) and okta-cli (device grant) of
+#                   the same person on the same laptop
+#   O3 09:20-09:53  carol's iPhone: a second device with its own session (two devices)
+#   O4 09:33-09:53  the phone leaves home Wi-Fi: refreshes from two carrier addresses (IPv6,
+#                   T-Mobile ASN) keep its session alive; each access token is also used from
+#                   the phone's next address before the next refresh (roaming)
+#   O5 09:24-09:27  dave at home behind the corporate web proxy: Okta sees the proxy as
+#                   client.ipAddress and his home address first in request.ipChain; the API
+#                   (not proxied) sees his home address
+#   O6 09:21        the phone's request retried after a 503 (same x-request-id)
+# Keycloak (admin REST events API, EventRepresentation; no user agent is logged):
+#   K1 09:07-09:50  erin on a laptop (office) and a phone (home): two sessions, two devices
+#   K2 09:07-09:40  erin's laptop session SSOs to a second client (LOGIN with the same
+#                   sessionId, then CODE_TO_TOKEN)
+#   K3 09:18-09:48  erin's phone session kept alive by REFRESH_TOKEN from changing addresses;
+#                   each token used from where it was refreshed
+#   K4 09:09-09:11  erin's admin console sign-in (security-admin-console) and her CLI
+#                   (device authorization grant) on the laptop
+#   K5 09:14        a retried request (same x-request-id, 503 then 200)
+
+LOOKALIKE_SEED = SEED + 2
+OKTA_WEB_UA = BROWSER_UA  # carol's Mac at the office (Safari), as in the benign morning
+PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1")
+WINDOWS_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/130.0.0.0 Safari/537.36")
+OKTA_CLI_UA = "okta-cli/0.10.0 (okta-sdk-java/8.2.5; Mac OS X 14.6)"
+KC_CLI_UA = "acme-cli/1.2.0 python-httpx/0.27.2"
+HOME_IP = "192.0.2.130"  # carol's home Wi-Fi (cable ISP)
+CARRIER_A = "2001:db8:4a1f:10::1b"  # the phone on its carrier (IPv6, documentation range)
+CARRIER_B = "2001:db8:4a1f:2c0::7"
+DAVE_HOME = "192.0.2.150"
+PROXY_IP = "198.51.100.9"  # Acme's corporate web proxy egress (SaaS traffic only)
+ERIN_PHONE_1 = "192.0.2.210"  # erin's phone: home Wi-Fi, then a café, then the office guest Wi-Fi
+ERIN_PHONE_2 = "192.0.2.211"
+ERIN_PHONE_3 = "192.0.2.212"
+
+
+@contextmanager
+def lookalike_rng() -> Iterator[None]:
+    """Draw from the look-alikes' own generator, leaving the other two untouched."""
+    global rng
+    saved, rng = rng, random.Random(LOOKALIKE_SEED)
+    try:
+        yield
+    finally:
+        rng = saved
+
+
+@dataclass
+class Lookalikes:
+    pairs: list[tuple[str, str, str, str]]  # token, holder, class, why
+    stories: list[dict[str, Any]]  # EXPECTED.json "lookalikes"
+
+
+def okta_user_token(name: str, issued: datetime, *, issuer: str, client: str, uid_: str,
+                    login: str, scope: list[str], minutes: int = 60) -> Token:
+    """An Okta custom authorization server access token for a user (ver, jti AT.…, iss, aud,
+    iat, exp, cid, uid, scp, auth_time, sub = the user's login)."""
+    return Token(name, {
+        "ver": 1, "jti": "AT." + b64u(32), "iss": issuer, "aud": "api://orders",
+        "iat": epoch(issued), "exp": epoch(issued + timedelta(minutes=minutes)), "cid": client,
+        "uid": uid_, "scp": scope, "auth_time": epoch(issued) - 60, "sub": login})
+
+
+def build_lookalikes(keycloak: list[dict[str, Any]], okta: list[dict[str, Any]]) -> Lookalikes:
+    pairs: list[tuple[str, str, str, str]] = []
+    stories: list[dict[str, Any]] = []
+
+    def story(code: str, name: str, why: str, made: list[tuple[str, str, str, str]],
+              also: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+        """`made`: the pairs this look-alike adds; `also`: pairs of another one it touches."""
+        pairs.extend(made)
+        stories.append({"id": code, "name": name, "why": why,
+                        "pairs": [{"token_key": t, "holder_id": h}
+                                  for t, h in [(m[0], m[1]) for m in made] + list(also)]})
+
+    with lookalike_rng():
+        orders_as = "aus" + alnum(17)
+        issuer = f"{OKTA_ORG}/oauth2/{orders_as}"
+        orders_app, reports_app, cli_app = ("0oa" + alnum(17) for _ in range(3))
+        carol = dict(okta[0]["actor"])
+        carol_uid, carol_login = carol["id"], carol["alternateId"]
+        office_session = okta[0]["authenticationContext"]["externalSessionId"]
+        phone_session = "102" + alnum(22)
+        dave = {"id": "00u" + alnum(17), "type": "User", "alternateId": "dave@acme.example",
+                "displayName": "Dave Okafor", "detailEntry": None}
+        dave_session = "102" + alnum(22)
+        scope = ["openid", "orders:read", "offline_access"]
+        office = okta_client(BROWSER_IP, OKTA_WEB_UA, "Mac OS X", "SAFARI", "Boston")
+        home = okta_client(HOME_IP, PHONE_UA, "iOS", "SAFARI", "Cambridge")
+        home["device"] = "Mobile"
+        carrier = {"asn": (21928, "t-mobile usa, inc.")}
+
+        def user_event(hms: str, etype: str, message: str, actor: dict[str, Any],
+                       client: dict[str, Any], session: str, debug: dict[str, Any],
+                       target: list[dict[str, Any]] | None, *, client_id: str | None = None,
+                       asn: tuple[int, str] = (64501, "acme"), v6: bool = False,
+                       chain: list[str] | None = None) -> dict[str, Any]:
+            c = json.loads(json.dumps(client))
+            c["id"] = client_id
+            ev = okta_event(hms, etype, etype + "_success", message, actor, c,
+                            ("SUCCESS", None), debug, target, session=session, asn=asn)
+            ev["transaction"]["type"] = "WEB"
+            if v6:
+                ev["request"]["ipChain"][0]["version"] = "V6"
+            if chain:  # clientIp first, then each proxy (Okta LogRequest.ipChain)
+                ev["request"]["ipChain"] = [
+                    {"ip": ip, "geographicalContext": c["geographicalContext"],
+                     "version": "V4", "source": None} for ip in chain]
+            return ev
+
+        def grant(hms: str, tok: Token, refresh_id: str, actor: dict[str, Any],
+                  client: dict[str, Any], session: str, client_id: str, grant_type: str,
+                  **kw: Any) -> list[dict[str, Any]]:
+            """Okta logs one event per token minted (access_token, refresh_token), tied by
+            transaction.id; a refresh grant does not name the refresh token presented."""
+            debug = {"requestUri": f"/oauth2/{orders_as}/v1/token", "url": f"/oauth2/{orders_as}/v1/token?",
+                     "grantType": grant_type, "clientAuthType": "none",
+                     "authorizationServer": orders_as, "authorizationServerName": "Orders API",
+                     "grantedScopes": ", ".join(tok.claims["scp"])}
+            events = []
+            for kind, ident, exp in (("access_token", tok.jti, tok.exp),
+                                     ("refresh_token", refresh_id, tok.exp + timedelta(days=30))):
+                target = [{"id": actor["id"], "type": "User", "alternateId": actor["alternateId"],
+                           "displayName": actor["displayName"], "detailEntry": None},
+                          {"id": ident, "type": kind, "alternateId": None,
+                           "displayName": "Access Token" if kind == "access_token" else "Refresh Token",
+                           "detailEntry": {"expires": iso_ms(exp), "subject": actor["id"],
+                                           "hash": None}}]
+                events.append(user_event(hms, f"app.oauth2.as.token.grant.{kind}",
+                                         f"OAuth2 {kind.replace('_', ' ')} is granted", actor,
+                                         client, session, dict(debug), target,
+                                         client_id=client_id, **kw))
+            txn = events[0]["transaction"]["id"]
+            events[1]["transaction"]["id"] = txn
+            events[1]["debugContext"]["debugData"]["requestId"] = txn
+            return events
+
+        def sso(hms: str, actor: dict[str, Any], client: dict[str, Any], session: str,
+                app: str, label: str, **kw: Any) -> dict[str, Any]:
+            return user_event(hms, "user.authentication.sso", "User single sign on to app",
+                              actor, client, session,
+                              {"initiationType": "SP_INITIATED", "signOnMode": "OpenID Connect"},
+                              [{"id": app, "type": "AppInstance", "alternateId": label,
+                                "displayName": label, "detailEntry": {"signOnModeType": "OPENID_CONNECT"}}],
+                              **kw)
+
+        def rt() -> str:
+            return "RT." + b64u(32)
+
+        def use(hms: str, ip: str, tok: Token, ua: str, path: str, *, api: str = "orders",
+                status: int = 200, **kw: Any) -> None:
+            gw(hms, ip, f"{api}-api.acme.example", "GET", path, status, token=tok, ua=ua, **kw)
+
+        office_holder = f"ip:{BROWSER_IP}/safari"
+        # O1: SSO from the office session (started 09:03:40) to two apps
+        oa1 = okta_user_token("OA1", at("09:06:11.402"), issuer=issuer, client=orders_app,
+                              uid_=carol_uid, login=carol_login, scope=scope)
+        rp1 = okta_user_token("RP1", at("09:12:48.930"), issuer=issuer, client=reports_app,
+                              uid_=carol_uid, login=carol_login, scope=["openid", "reports:read"])
+        okta += [sso("09:06:10.118", carol, office, office_session, orders_app, "Acme Orders"),
+                 *grant("09:06:11.402", oa1, rt(), carol, office, office_session, orders_app,
+                        "authorization_code"),
+                 sso("09:12:47.611", carol, office, office_session, reports_app, "Acme Reports"),
+                 *grant("09:12:48.930", rp1, rt(), carol, office, office_session, reports_app,
+                        "authorization_code")[:1]]
+        use("09:06:12.705", BROWSER_IP, oa1, OKTA_WEB_UA, "/v1/orders?status=open")
+        use("09:07:40.220", BROWSER_IP, oa1, OKTA_WEB_UA, "/v1/orders/ORD-2210")
+        use("09:12:50.088", BROWSER_IP, rp1, OKTA_WEB_UA, "/v1/reports/weekly", api="reports")
+        story("O1", "SSO to several apps in one session",
+              f"one Okta session ({office_session}) signs in to Acme Orders and Acme Reports: two "
+              "client ids, two tokens, one device and address; each token used from the address "
+              "that obtained it", [
+                  (oa1.jti, office_holder, "owner", "Acme Orders token, used from the office Mac "
+                   "that redeemed the code (public client: the browser calls /token)"),
+                  (rp1.jti, office_holder, "owner", "Acme Reports token (SSO, same session), "
+                   "same Mac")])
+
+        # O2: the admin console (SSO) and okta-cli (device authorization grant) of carol
+        oc1 = okta_user_token("OC1", at("09:15:20.377"), issuer=issuer, client=cli_app,
+                              uid_=carol_uid, login=carol_login, scope=["orders:read"])
+        cli_client = okta_client(BROWSER_IP, OKTA_CLI_UA, "Mac OS X", "UNKNOWN", "Boston")
+        okta += [sso("09:14:02.540", carol, office, office_session, "0oa" + alnum(17),
+                     "Okta Admin Console"),
+                 *grant("09:15:20.377", oc1, rt(), carol, cli_client, "unknown", cli_app,
+                        "urn:ietf:params:oauth:grant-type:device_code")[:1]]
+        use("09:15:21.904", BROWSER_IP, oc1, OKTA_CLI_UA, "/v1/orders/export?format=csv")
+        use("09:16:05.316", BROWSER_IP, oa1, OKTA_WEB_UA, "/v1/orders/ORD-2210/notes")
+        story("O2", "admin console and API client of one person",
+              "carol opens the Okta Admin Console (SSO in her office session) and, on the same "
+              "laptop, her okta-cli obtains its own token by the device authorization grant: "
+              "two clients, two user agents, one person and address", [
+                  (oc1.jti, f"ip:{BROWSER_IP}/okta-cli", "owner", "okta-cli's token, used by "
+                   "okta-cli from the address that obtained it")])
+
+        # O3 + O4 + O6: carol's iPhone, a second device with its own session
+        oa2 = okta_user_token("OA2", at("09:20:31.884"), issuer=issuer, client=orders_app,
+                              uid_=carol_uid, login=carol_login, scope=scope)
+        rt2 = rt()
+        okta += [user_event("09:20:05.260", "user.session.start", "User login to Okta", carol,
+                            home, phone_session, {"behaviors": "{New Geo-Location=NEGATIVE, "
+                                                  "New Device=NEGATIVE}"}, None,
+                            asn=(7922, "comcast cable communications, llc")),
+                 sso("09:20:30.150", carol, home, phone_session, orders_app, "Acme Orders",
+                     asn=(7922, "comcast cable communications, llc")),
+                 *grant("09:20:31.884", oa2, rt2, carol, home, phone_session, orders_app,
+                        "authorization_code", asn=(7922, "comcast cable communications, llc"))]
+        retry, retry_trace = uid(), hexs(32)
+        use("09:21:02.117", HOME_IP, oa2, PHONE_UA, "/v1/orders?status=open", status=503,
+            rid=retry, trace=retry_trace, flags="UC",
+            details="upstream_reset_before_response_started{connection_termination}",
+            upstream="10.42.11.71:8080")
+        use("09:21:02.694", HOME_IP, oa2, PHONE_UA, "/v1/orders?status=open", rid=retry,
+            trace=retry_trace, upstream="10.42.11.70:8080")
+        use("09:29:40.503", HOME_IP, oa2, PHONE_UA, "/v1/orders/ORD-2214")
+        phone_home = f"ip:{HOME_IP}/safari"
+        story("O3", "one user on two devices",
+              f"carol's iPhone signs in at home in its own Okta session ({phone_session}) while "
+              "her Mac's office session is live: two devices, two networks, one user; each "
+              "device's token used by that device", [
+                  (oa2.jti, phone_home, "owner", "the phone's token, used from the home address "
+                   "that redeemed the code")])
+        story("O6", "retries", "the phone's request retried after a 503 from orders-api: the "
+              "same x-request-id twice, one holder (no second pair, no relay)", [],
+              also=[(oa2.jti, phone_home)])
+        # O4: refreshes from the carrier keep the session alive; roaming between refreshes
+        oa3 = okta_user_token("OA3", at("09:33:48.215"), issuer=issuer, client=orders_app,
+                              uid_=carol_uid, login=carol_login, scope=scope)
+        oa4 = okta_user_token("OA4", at("09:52:12.640"), issuer=issuer, client=orders_app,
+                              uid_=carol_uid, login=carol_login, scope=scope)
+        cell_a = okta_client(CARRIER_A, PHONE_UA, "iOS", "SAFARI", "Boston")
+        cell_a["device"] = "Mobile"
+        cell_b = okta_client(CARRIER_B, PHONE_UA, "iOS", "SAFARI", "Boston")
+        cell_b["device"] = "Mobile"
+        use("09:33:30.092", CARRIER_A, oa2, PHONE_UA, "/v1/orders/ORD-2214/items")
+        okta += grant("09:33:48.215", oa3, rt(), carol, cell_a, phone_session, orders_app,
+                      "refresh_token", asn=carrier["asn"], v6=True)
+        use("09:33:49.310", CARRIER_A, oa3, PHONE_UA, "/v1/orders/ORD-2214/items")
+        use("09:51:55.871", CARRIER_B, oa3, PHONE_UA, "/v1/orders?status=shipped")
+        okta += grant("09:52:12.640", oa4, rt(), carol, cell_b, phone_session, orders_app,
+                      "refresh_token", asn=carrier["asn"], v6=True)
+        use("09:52:13.902", CARRIER_B, oa4, PHONE_UA, "/v1/orders?status=shipped")
+        story("O4", "a phone roaming between carrier addresses; a session kept alive by "
+              "refreshes from changing addresses",
+              f"the phone leaves home Wi-Fi: each refresh grant in session {phone_session} comes "
+              "from a new carrier address with the device (iPhone Safari) that signed in, and "
+              "the phone presents its current token from its new address just before "
+              "refreshing there", [
+                  (oa2.jti, f"ip:{CARRIER_A}/safari", "owner", "the phone's first token from "
+                   "its carrier address, which redeemed a refresh token in the phone's session "
+                   "with the device that signed in"),
+                  (oa3.jti, f"ip:{CARRIER_A}/safari", "owner", "refreshed at this address"),
+                  (oa3.jti, f"ip:{CARRIER_B}/safari", "owner", "the next carrier address, which "
+                   "refreshed in the same session with the same device a moment later"),
+                  (oa4.jti, f"ip:{CARRIER_B}/safari", "owner", "refreshed at this address")])
+
+        # O5: dave at home, Okta reached through the corporate web proxy
+        dv1 = okta_user_token("DV1", at("09:24:41.733"), issuer=issuer, client=orders_app,
+                              uid_=dave["id"], login=dave["alternateId"], scope=scope)
+        dave_client = okta_client(PROXY_IP, WINDOWS_UA, "Windows 10", "CHROME", "Boston")
+        chain = [DAVE_HOME, PROXY_IP]
+        okta += [user_event("09:24:20.015", "user.session.start", "User login to Okta", dave,
+                            dave_client, dave_session, {"behaviors": "{New Geo-Location=NEGATIVE, "
+                                                        "New Device=NEGATIVE}"}, None,
+                            chain=chain),
+                 *grant("09:24:41.733", dv1, rt(), dave, dave_client, dave_session, orders_app,
+                        "authorization_code", chain=chain)]
+        use("09:24:43.012", DAVE_HOME, dv1, WINDOWS_UA, "/v1/orders?assignee=dave")
+        use("09:27:19.480", DAVE_HOME, dv1, WINDOWS_UA, "/v1/orders/ORD-2230")
+        story("O5", "an address chain through a corporate proxy",
+              "Okta's client.ipAddress is the corporate proxy (198.51.100.9) and request.ipChain "
+              "starts with dave's home address; the orders API is not behind the proxy and sees "
+              "the home address: the originating client of the grant presents the token", [
+                  (dv1.jti, f"ip:{DAVE_HOME}/chrome", "owner", "presented from the first "
+                   "address of the grant's ipChain (the client behind the proxy)")])
+
+        # Keycloak: erin (realm acme), public clients (PKCE; Keycloak still logs
+        # client_auth_method client-secret for them)
+        erin = uid()
+        laptop_session, phone_kc_session = uid(), uid()
+        portal, wiki, cli = "acme-portal", "acme-wiki", "acme-cli"
+
+        def erin_token(name: str, hms: str, azp: str, session: str, scope_: str) -> Token:
+            return kc_token(name, at(hms), sub=erin, azp=azp, aud=["orders-api"], scope=scope_,
+                            sid=session, lifetime_min=15)
+
+        def login(hms: str, client: str, ip: str, session: str) -> dict[str, Any]:
+            return kc_event(hms, "LOGIN", client, erin, ip, session, {
+                "auth_method": "openid-connect", "auth_type": "code",
+                "redirect_uri": f"https://{client}.acme.example/callback",
+                "consent": "no_consent_required", "code_id": session, "username": "erin"})
+
+        def code(hms: str, client: str, ip: str, session: str, tok: Token, rid: str
+                 ) -> dict[str, Any]:
+            return kc_event(hms, "CODE_TO_TOKEN", client, erin, ip, session, {
+                "token_id": tok.jti, "grant_type": "authorization_code",
+                "refresh_token_type": "Refresh", "scope": tok.claims["scope"],
+                "refresh_token_id": rid, "code_id": session, "client_auth_method": "client-secret"})
+
+        def refresh(hms: str, client: str, ip: str, session: str, tok: Token, old: str, new: str
+                    ) -> dict[str, Any]:
+            return kc_event(hms, "REFRESH_TOKEN", client, erin, ip, session, {
+                "token_id": tok.jti, "grant_type": "refresh_token", "refresh_token_type": "Refresh",
+                "scope": tok.claims["scope"], "refresh_token_id": old,
+                "updated_refresh_token_id": new, "client_auth_method": "client-secret"})
+
+        e1 = erin_token("E1", "09:07:12.455", portal, laptop_session, "openid profile orders:read")
+        w1 = erin_token("W1", "09:07:58.102", wiki, laptop_session, "openid profile")
+        ec1 = erin_token("EC1", "09:10:44.920", cli, laptop_session, "orders:read")
+        keycloak += [login("09:07:11.980", portal, BROWSER_IP, laptop_session),
+                     code("09:07:12.455", portal, BROWSER_IP, laptop_session, e1, uid()),
+                     login("09:07:57.731", wiki, BROWSER_IP, laptop_session),
+                     code("09:07:58.102", wiki, BROWSER_IP, laptop_session, w1, uid()),
+                     login("09:09:30.066", "security-admin-console", BROWSER_IP, laptop_session),
+                     kc_event("09:10:44.920", "OAUTH2_DEVICE_CODE_TO_TOKEN", cli, erin, BROWSER_IP,
+                              laptop_session, {"token_id": ec1.jti, "grant_type":
+                                               "urn:ietf:params:oauth:grant-type:device_code",
+                                               "scope": "orders:read",
+                                               "refresh_token_id": uid(),
+                                               "refresh_token_type": "Refresh",
+                                               "client_auth_method": "client-secret"})]
+        kc_web = f"ip:{BROWSER_IP}/safari"
+        use("09:07:13.660", BROWSER_IP, e1, OKTA_WEB_UA, "/v1/orders?team=erin")
+        use("09:08:01.337", BROWSER_IP, w1, OKTA_WEB_UA, "/v1/reports/wiki-usage", api="reports")
+        use("09:11:02.240", BROWSER_IP, ec1, KC_CLI_UA, "/v1/orders/export?format=json")
+        retry, retry_trace = uid(), hexs(32)
+        use("09:14:10.118", BROWSER_IP, e1, OKTA_WEB_UA, "/v1/orders/ORD-2240", status=503,
+            rid=retry, trace=retry_trace, flags="UC",
+            details="upstream_reset_before_response_started{connection_termination}",
+            upstream="10.42.11.70:8080")
+        use("09:14:10.705", BROWSER_IP, e1, OKTA_WEB_UA, "/v1/orders/ORD-2240", rid=retry,
+            trace=retry_trace, upstream="10.42.11.71:8080")
+        story("K2", "SSO to several apps in one session (Keycloak)",
+              f"erin's laptop session {laptop_session} signs in to acme-portal and acme-wiki "
+              "(a LOGIN per client with the same sessionId); each token used from the laptop "
+              "that redeemed its code", [
+                  (e1.jti, kc_web, "owner", "acme-portal token used from the address of its "
+                   "CODE_TO_TOKEN"),
+                  (w1.jti, kc_web, "owner", "acme-wiki token (SSO), same laptop")])
+        story("K4", "admin console and API client of one person (Keycloak)",
+              "erin signs in to security-admin-console and her acme-cli gets a token by the "
+              "device grant on the same laptop: two clients, two user agents, one address", [
+                  (ec1.jti, f"ip:{BROWSER_IP}/acme-cli", "owner", "the CLI's token used by the "
+                   "CLI from the address of its OAUTH2_DEVICE_CODE_TO_TOKEN")])
+        story("K5", "retries (Keycloak)", "acme-portal's request retried after a 503 (same "
+              "x-request-id): one holder, no relay", [], also=[(e1.jti, kc_web)])
+
+        # K1 + K3: erin's phone, its own session, refreshed from changing addresses
+        p1 = erin_token("EP1", "09:18:20.334", portal, phone_kc_session, "openid profile orders:read")
+        p2 = erin_token("EP2", "09:33:05.871", portal, phone_kc_session, "openid profile orders:read")
+        p3 = erin_token("EP3", "09:48:40.509", portal, phone_kc_session, "openid profile orders:read")
+        r1, r2, r3 = uid(), uid(), uid()
+        keycloak += [login("09:18:19.902", portal, ERIN_PHONE_1, phone_kc_session),
+                     code("09:18:20.334", portal, ERIN_PHONE_1, phone_kc_session, p1, r1),
+                     refresh("09:33:05.871", portal, ERIN_PHONE_2, phone_kc_session, p2, r1, r2),
+                     refresh("09:48:40.509", portal, ERIN_PHONE_3, phone_kc_session, p3, r2, r3)]
+        use("09:18:21.505", ERIN_PHONE_1, p1, PHONE_UA, "/v1/orders?team=erin")
+        use("09:33:06.940", ERIN_PHONE_2, p2, PHONE_UA, "/v1/orders/ORD-2241")
+        use("09:48:41.722", ERIN_PHONE_3, p3, PHONE_UA, "/v1/orders/ORD-2241/items")
+        story("K1", "one user on two devices (Keycloak)",
+              f"erin's phone signs in in its own session ({phone_kc_session}) while her laptop "
+              "session is live", [
+                  (p1.jti, f"ip:{ERIN_PHONE_1}/safari", "owner", "the phone's token, used from "
+                   "the address of its CODE_TO_TOKEN")])
+        story("K3", "a session kept alive by refreshes from changing addresses (Keycloak)",
+              "each REFRESH_TOKEN of the phone's session comes from its current network; each "
+              "token is used from where it was refreshed. Keycloak logs no user agent, so a use "
+              "from the next address before the refresh there would not be separable from a "
+              "thief holding both tokens: the sample does not pretend it is", [
+                  (p2.jti, f"ip:{ERIN_PHONE_2}/safari", "owner", "used from the address of the "
+                   "REFRESH_TOKEN that minted it"),
+                  (p3.jti, f"ip:{ERIN_PHONE_3}/safari", "owner", "used from the address of the "
+                   "REFRESH_TOKEN that minted it")])
+    keycloak.sort(key=lambda e: e["time"], reverse=True)
+    okta.sort(key=lambda e: e["published"])
+    return Lookalikes(pairs, stories)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1569,6 +1974,8 @@ def main() -> None:
     k8s = build_k8s()
     # ... then the incidents, into the same records, from their own generator.
     cast = build_incidents(keycloak, cloudtrail, k8s)
+    # ... then the benign look-alikes, from a third generator.
+    looks = build_lookalikes(keycloak, okta)
     gateway_lines.sort(key=lambda r: r["start_time"])
     sidecar_lines.sort(key=lambda r: r["start_time"])
     mcp_lines.sort(key=lambda r: r["ts"])
@@ -1580,7 +1987,7 @@ def main() -> None:
     write_json(f"cloudtrail-{ACCOUNT}_CloudTrail_{REGION}_20261102T0955Z.json", cloudtrail)
     write_jsonl("k8s-audit-agents-prod.jsonl", k8s)
     with open(OUT / "EXPECTED.json", "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(json.dumps(expected(cast), indent=2, ensure_ascii=False) + "\n")
+        fh.write(json.dumps(expected(cast, looks), indent=2, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

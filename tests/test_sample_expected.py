@@ -84,3 +84,32 @@ def test_expected_file_is_consistent():
     assert {f["rule"] for f in EXPECTED["findings"]} <= rules
     keys = [(p["token_key"], p["holder_id"]) for p in EXPECTED["pairs"]]
     assert len(keys) == len(set(keys)), "one class per (token, holder) pair"
+
+
+SEVERITY = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+LOOKALIKES = {"SSO to several apps", "admin console and API client", "two devices",
+              "roaming between carrier addresses", "kept alive by refreshes", "corporate proxy",
+              "retries"}
+
+
+def test_benign_lookalikes_are_not_flagged_above_low(scanned):
+    """Issue 11.5: each benign look-alike of the story (EXPECTED.json "lookalikes", in the okta
+    and keycloak files) is neither stolen / forwarded / suspicious nor behind any finding above
+    low, and every reason of its pairs names checkable evidence."""
+    case, analysis = scanned
+    stories = EXPECTED["lookalikes"]
+    names = " | ".join(s["name"] for s in stories)
+    assert all(kind in names for kind in LOOKALIKES), names
+    assert {s["id"][0] for s in stories} == {"O", "K"}  # Okta and Keycloak both
+    for story in stories:
+        assert story["pairs"], story["id"]
+        for p in story["pairs"]:
+            rows = case.query("SELECT classification, reasons FROM token_holders "
+                              "WHERE token_key = ? AND holder_id = ?",
+                              [p["token_key"], p["holder_id"]])[1]
+            assert rows, (story["id"], p)
+            cls, reasons = rows[0]
+            assert cls in ("owner", "delegate", "transport"), (story["id"], p, cls, reasons)
+            loud = [f.rule for f in analysis.findings if f.token.get("key") == p["token_key"]
+                    and SEVERITY.get(f.severity, 9) > SEVERITY["low"]]
+            assert not loud, (story["id"], p, loud)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from tokentrail.case.views import refresh_derived_views
 from tokentrail.provenance.classify import PolicySQL, classify
 from tokentrail.provenance.lineage import build_lineage
 from tokentrail.provenance.policy import Policy, holder_workload_sql, ip_in_network_sql
@@ -56,6 +57,7 @@ def analyse(con: duckdb.DuckDBPyConnection, *, policy: Policy | None = None,
     policy_sql = install_policy(con, policy)
     build_lineage(con)
     classify(con, policy_sql)
+    refresh_derived_views(con)
     rules = load_rules() if rules is None else rules
     failed: list[RuleFailure] | None = [] if keep_going else None
     findings = run_rules(con, rules, failed)

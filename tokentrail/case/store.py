@@ -24,7 +24,7 @@ import duckdb
 from tokentrail import __version__
 from tokentrail.case.schema import EVENT_COLUMNS, VIRTUAL_COLUMNS
 from tokentrail.case.sqlmacros import install_macros
-from tokentrail.case.views import create_views_sql
+from tokentrail.case.views import create_views_sql, refresh_derived_views
 from tokentrail.errors import CaseError, QueryError
 from tokentrail.redact import redact_text
 
@@ -87,7 +87,11 @@ def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
 _DERIVED = frozenset({"tokens", "token_holders", "findings", "links"})
 
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
-MIGRATIONS: tuple[Migration, ...] = (("001_initial", _m001_initial),)
+MIGRATIONS: tuple[Migration, ...] = (
+    ("001_initial", _m001_initial),
+    # v_sessions (issue 11.2) for cases made before it; later views can ride the same step
+    ("002_session_view", refresh_derived_views),
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

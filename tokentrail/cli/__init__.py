@@ -25,6 +25,7 @@ from .query_cmd import query_cmd
 from .report_cmd import report_cmd
 from .rules_cmd import rules_cmd
 from .scan_cmd import scan_cmd
+from .sessions_cmd import sessions_cmd
 from .timeline_cmd import timeline_cmd
 from .tokens_cmd import holders_cmd, tokens_cmd
 from .trace_cmd import trace_cmd
@@ -207,6 +208,7 @@ main.add_command(query_cmd)
 main.add_command(formats_cmd)
 main.add_command(scan_cmd)
 main.add_command(tokens_cmd)
+main.add_command(sessions_cmd)
 main.add_command(holders_cmd)
 main.add_command(rules_cmd)
 main.add_command(report_cmd)

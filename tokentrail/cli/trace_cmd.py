@@ -69,6 +69,8 @@ def trace_cmd(token: str | None, token_file: str | None, db: str | None, policy_
 def _label(node: dict[str, Any]) -> str:
     link = node.get("link")
     via = f"{link['kind']} " if link else ("" if not node.get("issue_kind") else f"{node['issue_kind']} ")
+    if link and link.get("basis") == "inferred":
+        via += "(inferred) "
     bits = [f"{'▶ ' if node.get('focus') else ''}{via}token {node.get('key')}"]
     if node.get("client_id"):
         bits.append(f"issued to {node['client_id']}")
@@ -85,6 +87,10 @@ def _label(node: dict[str, Any]) -> str:
 
 def _tree(node: dict[str, Any]) -> Tree:
     t = Tree(_label(node), highlight=False)
+    link = node.get("link") or {}
+    if link.get("evidence"):
+        t.add(cell_text(("parent " if link.get("basis") == "inferred" else "parent via ")
+                        + str(link["evidence"])), highlight=False)
     for h in node.get("holders", []):
         conf = "" if h.get("confidence") is None else f" {h['confidence']:.2f}"
         ips = ", ".join(h.get("src_ips") or [])

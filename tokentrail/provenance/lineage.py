@@ -1,8 +1,10 @@
 """Lineage: one row per token, per (token, holder) pair, and per parent→child link.
 
-Rebuilt from `events` by `build_lineage` (three CREATE TABLE … AS statements): the derived
-tables are a pure function of the events, so re-running a scan after more ingest gives the
-same answer as a fresh case. Everything is SQL over the whole case.
+Rebuilt from `events` by `build_lineage` (a temp table of resolved parents, then three
+CREATE TABLE … AS statements): the derived tables are a pure function of the events, so
+re-running a scan after more ingest gives the same answer as a fresh case. Everything is SQL
+over the whole case. Parents are logged, reached through a refresh-token alias, or (Keycloak
+exchanges) inferred; `links.basis` says which (PARENTS_SQL).
 """
 
 from __future__ import annotations
@@ -16,6 +18,79 @@ from tokentrail.provenance.agents import attribute_agents
 PRESENTATION_KINDS = "('use', 'deny')"
 ISSUANCE_KINDS = "('issue', 'exchange', 'refresh')"
 
+# Every issuance event with the parent it continues, and how the case knows it (links.basis):
+# - logged: the log names the parent (a refresh's refresh token, an exchange's subject token);
+# - alias: the log names a refresh token, and that refresh token was minted beside an access
+#   token by an earlier grant (mapping key extra.minted_refresh_token_id: Keycloak's
+#   refresh_token_id on CODE_TO_TOKEN, updated_refresh_token_id on REFRESH_TOKEN), so the
+#   parent is that access token: issued -> refreshed -> used is one lineage;
+# - inferred: an exchange whose subject token is not logged (Keycloak TOKEN_EXCHANGE) takes
+#   the token it most plausibly came from: an earlier successful, unexpired issuance in the
+#   same IdP session for the same subject, issued to the client the log names as the subject
+#   token's (subject_token_client_id) when it does. Among those, first a token addressed to
+#   the requesting client by another (its audience names the requester: a downstream service
+#   exchanging the token it was handed, a delegation chain); then the requester's own grant
+#   (code, refresh: an exchange's output is addressed to someone else, so the requester
+#   exchanging again most plausibly starts from the user's grant); then the requester's own
+#   exchanges; then anything else; within a rank the latest, then the lowest key. Never
+#   across sessions or subjects; never when any event of the token names its parent.
+PARENTS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE _tt_parents AS
+WITH minted AS (
+    SELECT extra->>'minted_refresh_token_id' AS refresh_id, min(token_key) AS token_key,
+           min(event_id) AS event_id
+    FROM events
+    WHERE kind IN {ISSUANCE_KINDS} AND token_key IS NOT NULL
+      AND extra->>'minted_refresh_token_id' IS NOT NULL
+      AND coalesce(outcome, 'success') <> 'failure'
+    GROUP BY 1 HAVING count(DISTINCT token_key) = 1
+), iss AS (
+    SELECT event_id, token_key, parent_token_key, kind, format, ts, session_id, subject,
+           client_id, audience, exp, holder_id, outcome,
+           extra->>'subject_token_client_id' AS subject_client
+    FROM events
+    WHERE kind IN {ISSUANCE_KINDS} AND token_key IS NOT NULL
+), named AS (
+    SELECT i.event_id, i.token_key,
+           CASE WHEN m.token_key IS NOT NULL AND m.token_key <> i.token_key THEN m.token_key
+                ELSE i.parent_token_key END AS parent_key,
+           CASE WHEN m.token_key IS NOT NULL AND m.token_key <> i.token_key THEN 'alias'
+                ELSE 'logged' END AS basis,
+           CASE WHEN m.token_key IS NOT NULL AND m.token_key <> i.token_key
+                THEN 'refresh token ' || i.parent_token_key || ' was minted with ' || m.token_key
+                     || ' (' || m.event_id || ')' END AS evidence
+    FROM iss i LEFT JOIN minted m ON m.refresh_id = i.parent_token_key
+    WHERE i.parent_token_key IS NOT NULL
+), orphan AS (
+    SELECT i.* FROM iss i
+    WHERE i.kind = 'exchange' AND i.session_id IS NOT NULL AND i.subject IS NOT NULL
+      AND coalesce(i.outcome, 'success') <> 'failure'
+      AND i.token_key NOT IN (SELECT token_key FROM named)
+), ranked AS (
+    SELECT o.event_id, o.token_key, c.token_key AS parent_key, c.event_id AS parent_event_id,
+           o.session_id, o.subject, o.subject_client,
+           row_number() OVER (PARTITION BY o.event_id ORDER BY
+               CASE WHEN coalesce(list_contains(c.audience, o.client_id), false)
+                         AND c.client_id IS DISTINCT FROM o.client_id THEN 0
+                    WHEN c.client_id = o.client_id AND c.kind <> 'exchange' THEN 1
+                    WHEN c.client_id = o.client_id THEN 2 ELSE 3 END,
+               c.ts DESC, c.token_key) AS rn
+    FROM orphan o JOIN iss c
+      ON c.session_id = o.session_id AND c.subject = o.subject AND c.ts <= o.ts
+     AND c.token_key <> o.token_key AND coalesce(c.outcome, 'success') <> 'failure'
+     AND (o.subject_client IS NULL OR c.client_id = o.subject_client)
+     AND (c.exp IS NULL OR c.exp > o.ts)
+)
+SELECT event_id, token_key, parent_key, basis, evidence FROM named
+UNION ALL
+SELECT event_id, token_key, parent_key, 'inferred' AS basis,
+       'inferred: subject token not logged; latest earlier issuance ' || parent_key || ' ('
+       || parent_event_id || ') in identity-provider session ' || session_id || ' for subject '
+       || subject || coalesce(' to client ' || subject_client || ' (subject_token_client_id)', '')
+       AS evidence
+FROM ranked WHERE rn = 1
+"""
+
 TOKENS_SQL = f"""
 CREATE OR REPLACE TABLE tokens AS
 WITH issuance AS (
@@ -27,7 +102,7 @@ WITH issuance AS (
            arg_min(holder_tier, ts) AS issued_to_tier,
            arg_min(src_ip, ts) AS issued_ip,
            arg_min(client_id, ts) AS issued_client_id,
-           arg_min(parent_token_key, ts) AS parent_token_key,
+           arg_min(pa.parent_key, ts) AS parent_token_key,
            arg_min(format, ts) AS issued_by_format,
            arg_min(user_agent, ts) AS issued_user_agent,
            -- the issuing app's display name when the IdP logs it (Okta actor.displayName)
@@ -35,7 +110,10 @@ WITH issuance AS (
                AS client_name,
            -- the IdP session the token was issued in (sid, Okta externalSessionId, ...)
            arg_min(session_id, ts) FILTER (WHERE session_id IS NOT NULL) AS issued_session_id
-    FROM events
+    -- inferred parents stay in links (basis 'inferred'): tokens.parent_token_key is what the
+    -- logs say, directly or through the refresh token minted with the parent
+    FROM events LEFT JOIN (SELECT event_id, parent_key FROM _tt_parents
+                           WHERE basis <> 'inferred') pa USING (event_id)
     WHERE kind IN {ISSUANCE_KINDS} AND token_key IS NOT NULL
       AND coalesce(outcome, 'success') <> 'failure'
     GROUP BY token_key
@@ -89,15 +167,16 @@ LEFT JOIN revocation r USING (token_key)
 
 LINKS_SQL = f"""
 CREATE OR REPLACE TABLE links AS
-SELECT e.token_key AS child_key, e.parent_token_key AS parent_key,
+SELECT e.token_key AS child_key, pa.parent_key AS parent_key,
        CASE WHEN e.kind = 'exchange' THEN 'exchange'
             WHEN e.kind = 'refresh' THEN 'refresh'
             WHEN e.format = 'cloudtrail' THEN 'role-chain'
             ELSE 'issue' END AS kind,
-       e.ts, e.event_id, e.client_id AS requested_by, e.holder_id AS received_by
-FROM events e
+       e.ts, e.event_id, e.client_id AS requested_by, e.holder_id AS received_by,
+       pa.basis, pa.evidence
+FROM events e JOIN _tt_parents pa USING (event_id)
 WHERE e.kind IN {ISSUANCE_KINDS} AND e.token_key IS NOT NULL
-  AND e.parent_token_key IS NOT NULL AND e.parent_token_key <> e.token_key
+  AND pa.parent_key IS NOT NULL AND pa.parent_key <> e.token_key
 """
 
 # A presentation relayed by a hop: the same request (request id or trace) was presented by
@@ -245,6 +324,7 @@ def build_lineage(con: duckdb.DuckDBPyConnection) -> None:
     agent, found through the agent's own trace spans (agents.py, `holder_attribution`)."""
     attribute_agents(con)
     con.execute(ALIAS_SQL)
+    con.execute(PARENTS_SQL)
     con.execute(TOKENS_SQL)
     con.execute(LINKS_SQL)
     con.execute(TOKEN_HOLDERS_SQL)

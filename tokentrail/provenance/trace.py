@@ -75,15 +75,18 @@ def trace(con: duckdb.DuckDBPyConnection, key: str) -> dict[str, Any]:
     def build(k: str, depth: int, visited: set[str]) -> dict[str, Any]:
         node = _node(con, k)
         node["focus"] = k == key
+        # basis: logged (the log names the parent), alias (through the refresh token minted
+        # with it) or inferred (lineage.PARENTS_SQL), with the evidence a responder can check
         children = con.execute(
-            "SELECT child_key, kind, ts, requested_by FROM links WHERE parent_key = ? "
-            "ORDER BY ts, child_key", [k]).fetchall()
+            "SELECT child_key, kind, ts, requested_by, basis, evidence FROM links "
+            "WHERE parent_key = ? ORDER BY ts, child_key", [k]).fetchall()
         node["children"] = []
-        for child, kind, ts, by in children:
+        for child, kind, ts, by, basis, evidence in children:
             if child in visited or depth >= MAX_DEPTH:
                 continue
             sub = build(child, depth + 1, visited | {child})
-            sub["link"] = {"kind": kind, "ts": ts, "requested_by": by}
+            sub["link"] = {"kind": kind, "ts": ts, "requested_by": by, "basis": basis,
+                           "evidence": evidence}
             node["children"].append(sub)
         return node
 

@@ -60,7 +60,8 @@ WITH ev AS (
 ), lk AS (
     SELECT child_key, min(parent_key) AS parent_key, min(kind) AS link_kind,
            min(requested_by) AS requested_by
-    FROM links GROUP BY child_key
+    -- inferred parents (lineage.py) are shown by trace, not used as evidence that ties findings
+    FROM links WHERE coalesce(basis, 'logged') <> 'inferred' GROUP BY child_key
 )
 SELECT f.id, f.rule, f.severity, f.token_key, f.holder_id, f.first_seen, f.last_seen,
        th.classification AS pair_class, lk.parent_key, lk.link_kind, lk.requested_by,

@@ -40,6 +40,7 @@ import orjson
 from tokentrail import __version__
 from tokentrail.case.schema import STORED_COLUMN_NAMES
 from tokentrail.case.store import MEMORY, SCHEMA_VERSION, Case
+from tokentrail.case.views import refresh_derived_views
 from tokentrail.errors import CaseError, UsageError
 from tokentrail.redact import redact_text
 
@@ -394,6 +395,7 @@ def _write_view_db(path: str, lake: Lake) -> None:
             for name in TABLES:
                 if lake.has_table(name):
                     con.execute(f"CREATE VIEW {name} AS {table_sql(lake, name)}")
+            refresh_derived_views(con)  # v_sessions with classifications when the lake has them
             con.execute("INSERT OR REPLACE INTO meta VALUES ('lake', ?)", [lake.location])
             con.execute("INSERT OR REPLACE INTO meta VALUES ('lake_exported_at', ?)",
                         [str(lake.manifest.get("exported_at") or "")])

@@ -54,7 +54,7 @@ def delegation_graph(con: duckdb.DuckDBPyConnection, findings: list[Finding]) ->
             add("sub:" + r["subject"], chain[-1], "on behalf of", "act", "subject", "actor")
 
     for r in fetch_rows(con, """
-            SELECT l.kind, l.requested_by, l.received_by, p.current_actor AS p_actor,
+            SELECT l.kind, l.basis, l.requested_by, l.received_by, p.current_actor AS p_actor,
                    p.client_id AS p_client, p.issued_to_holder AS p_holder,
                    c.current_actor AS c_actor, c.client_id AS c_client
             FROM links l LEFT JOIN tokens p ON p.token_key = l.parent_key
@@ -65,7 +65,9 @@ def delegation_graph(con: duckdb.DuckDBPyConnection, findings: list[Finding]) ->
             dst = _ident(None, r["c_client"] or r["requested_by"], r["received_by"])
         else:
             dst = _ident(r["c_actor"], None, r["received_by"]) or _ident(None, r["requested_by"], None)
-        add(src, dst, r["kind"], "link", "client", "holder")
+        # an inferred parent (lineage.py: subject token not logged) is drawn, and says so
+        label = r["kind"] + (" (inferred)" if r.get("basis") == "inferred" else "")
+        add(src, dst, label, "link", "client", "holder")
 
     flagged_nodes: set[str] = set()
     for f in findings:
