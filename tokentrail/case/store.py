@@ -86,8 +86,15 @@ def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
 # Tables the analysis (scan, tokens, report, ...) builds; not there in a freshly ingested case.
 _DERIVED = frozenset({"tokens", "token_holders", "findings", "links"})
 
+def _m002_source_duplicates(con: duckdb.DuckDBPyConnection) -> None:
+    """sources.duplicates: records a file repeated under its format's dedupe key (kept once;
+    see mapping.py `dedupe`). Older cases read 0: they were ingested without the key."""
+    con.execute("ALTER TABLE sources ADD COLUMN duplicates BIGINT DEFAULT 0")
+
+
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
-MIGRATIONS: tuple[Migration, ...] = (("001_initial", _m001_initial),)
+MIGRATIONS: tuple[Migration, ...] = (("001_initial", _m001_initial),
+                                     ("002_source_duplicates", _m002_source_duplicates))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
