@@ -103,8 +103,9 @@ def validate_mapping(case: Case, mapping: Mapping) -> None:
 
     # [let] values first (over the record alone), so a broken one is named, not the first
     # column that happens to use it.
-    bare = replace(mapping, let={})
-    probes = [(f"let.{k}", bare, v) for k, v in mapping.let.items()]
+    names = list(mapping.let)
+    probes = [(f"let.{k}", replace(mapping, let={n: mapping.let[n] for n in names[:i]}), v)
+              for i, (k, v) in enumerate(mapping.let.items())]
     probes += [(f"columns.{k}", mapping, v) for k, v in mapping.columns.items()]
     probes += [(f"extra.{k}", mapping, v) for k, v in mapping.extra.items()]
     probes += [(f"dedupe[{i}]", mapping, v) for i, v in enumerate(mapping.dedupe)]

@@ -479,11 +479,17 @@ def _let_layer(mapping: Mapping, inner: str) -> str:
     (each TRY'd like a column); without [let] the query is `inner` unchanged."""
     if not mapping.let:
         return inner
-    fields = ", ".join(f"{name} := TRY({expr})" for name, expr in mapping.let.items())
-    return f"SELECT *, struct_pack({fields}) AS l FROM ({inner})"
+    # One layer per value, so a value can use those before it (l.<earlier>); a layer that
+    # adds a field to a struct is a cheap projection.
+    items = list(mapping.let.items())
+    name, expr = items[0]
+    sql = f"SELECT *, struct_pack({name} := TRY({expr})) AS l FROM ({inner})"
+    for name, expr in items[1:]:
+        sql = f"SELECT * REPLACE (struct_insert(l, {name} := TRY({expr})) AS l) FROM ({sql})"
+    return sql
 
 
 def column_probe_sql(mapping: Mapping, name: str, expr: str) -> str:
     """A zero-row query that fails when `expr` does not bind against the record struct."""
-    record = f"SELECT json_transform('{{}}', {lit(mapping.structure_json)}) AS r"
+    record = f"SELECT '{{}}' AS raw, json_transform('{{}}', {lit(mapping.structure_json)}) AS r"
     return f"SELECT ({expr}) FROM ({_let_layer(mapping, record)}) LIMIT 0"

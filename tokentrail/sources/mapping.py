@@ -31,8 +31,9 @@ own for `--mapping`, so every format goes through one engine and one set of chec
 timestamp is only a symptom (e.g. a Cloud Logging wrapper inside a Kubernetes audit file).
 Checks see the event columns and `raw`, the record's text.
 
-`[let]` names SQL expressions over the record `r` that are computed once per record and used
-in `[columns]`, `[extra]` and `[[reject]]` as `l.<name>`: for a value many columns need
+`[let]` names SQL expressions over the record `r` (and `raw`, its text) that are computed once
+per record and used in `[columns]`, `[extra]` and `[[reject]]` as `l.<name>`; a value may use
+the values listed before it: for a value many columns need
 (e.g. an OTLP attribute list turned into a map once, instead of searched once per column).
 
 `dedupe = ["r.auditID", "r.stage"]` (top level) names the SQL expressions that together
@@ -60,7 +61,7 @@ TOP_KEYS = {"name", "title", "description", "provides", "read", "record", "sniff
             "extra", "reject", "let", "dedupe"}
 READ_KEYS = {"wrappers", "nested", "payload"}
 NESTED_DOCUMENT_KEY = "_document"  # added to every nested record: its document's number
-SNIFF_KEYS = {"required", "any", "equals", "prefix"}
+SNIFF_KEYS = {"required", "any", "equals", "prefix", "or"}
 PROVIDES_KEYS = {"token_id", "holder", "issuance", "limits"}
 
 
@@ -77,15 +78,24 @@ class Sniff:
     any: tuple[str, ...] = ()
     equals: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     prefix: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # [[sniff.or]]: other shapes of the same format (e.g. its events as log lines); a record
+    # matches when it matches this predicate or one of these.
+    alternatives: tuple[Sniff, ...] = ()
 
     @property
     def enabled(self) -> bool:
-        return bool(self.required or self.any or self.equals or self.prefix)
+        return bool(self.required or self.any or self.equals or self.prefix
+                    or self.alternatives)
 
     def score(self, record: Any) -> int:
         """0 when the record is not of this format; else how much of the predicate it met."""
         if not isinstance(record, dict) or not self.enabled:
             return 0
+        own = self._score(record) if (self.required or self.any or self.equals
+                                      or self.prefix) else 0
+        return max([own] + [alt.score(record) for alt in self.alternatives])
+
+    def _score(self, record: dict[str, Any]) -> int:
         score = 0
         for path in self.required:
             if _lookup(record, path) is _MISSING:
@@ -268,20 +278,7 @@ def mapping_from_dict(data: dict[str, Any], *, source: str, builtin: bool = Fals
                 f"{path!r} must be a dotted path of JSON keys (letters, digits, _ - $ @)",
                 source, f"read.payload[{i}]")
 
-    sniff_raw = data.get("sniff", {})
-    _expect(isinstance(sniff_raw, dict) and not (set(sniff_raw) - SNIFF_KEYS),
-            f"[sniff] accepts {sorted(SNIFF_KEYS)}", source, "sniff")
-    equals: dict[str, tuple[Any, ...]] = {}
-    for k, v in sniff_raw.get("equals", {}).items():
-        equals[k] = tuple(v) if isinstance(v, list) else (v,)
-    prefix: dict[str, tuple[str, ...]] = {}
-    for k, v in sniff_raw.get("prefix", {}).items():
-        prefix[k] = _str_list(v, source, f"sniff.prefix.{k}")
-    sniff = Sniff(
-        required=_str_list(sniff_raw.get("required", []), source, "sniff.required"),
-        any=_str_list(sniff_raw.get("any", []), source, "sniff.any"),
-        equals=equals, prefix=prefix,
-    )
+    sniff = _sniff(data.get("sniff", {}), source, "sniff")
 
     rejects_raw = data.get("reject", [])
     _expect(isinstance(rejects_raw, list), "[[reject]] must be an array of tables", source,
@@ -307,6 +304,28 @@ def mapping_from_dict(data: dict[str, Any], *, source: str, builtin: bool = Fals
         wrappers=wrappers, rejects=tuple(rejects),
         provides={k: str(v) for k, v in provides.items()}, builtin=builtin, nested=nested,
         let=dict(let), dedupe=dedupe, payload=payload,
+    )
+
+
+def _sniff(raw: Any, source: str, key: str) -> Sniff:
+    """[sniff] and each of its [[sniff.or]] alternatives (which cannot nest further)."""
+    keys = SNIFF_KEYS if key == "sniff" else SNIFF_KEYS - {"or"}
+    _expect(isinstance(raw, dict) and not (set(raw) - keys),
+            f"[{key}] accepts {sorted(keys)}", source, key)
+    equals: dict[str, tuple[Any, ...]] = {}
+    for k, v in raw.get("equals", {}).items():
+        equals[k] = tuple(v) if isinstance(v, list) else (v,)
+    prefix: dict[str, tuple[str, ...]] = {}
+    for k, v in raw.get("prefix", {}).items():
+        prefix[k] = _str_list(v, source, f"{key}.prefix.{k}")
+    alts = raw.get("or", [])
+    _expect(isinstance(alts, list), "[[sniff.or]] must be an array of tables", source,
+            f"{key}.or")
+    return Sniff(
+        required=_str_list(raw.get("required", []), source, f"{key}.required"),
+        any=_str_list(raw.get("any", []), source, f"{key}.any"),
+        equals=equals, prefix=prefix,
+        alternatives=tuple(_sniff(a, source, f"sniff.or[{i}]") for i, a in enumerate(alts)),
     )
 
 
