@@ -84,7 +84,7 @@ def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
 
 
 # Tables the analysis (scan, tokens, report, ...) builds; not there in a freshly ingested case.
-_DERIVED = frozenset({"tokens", "token_holders", "findings", "links"})
+_DERIVED = frozenset({"tokens", "token_holders", "findings", "links", "data_quality"})
 
 def _m002_source_duplicates(con: duckdb.DuckDBPyConnection) -> None:
     """sources.duplicates: records a file repeated under its format's dedupe key (kept once;
