@@ -80,7 +80,7 @@ def test_incident_ids_are_stable_and_carried_by_json_sarif_ocsf(case_db):
     (srun,) = sarif["runs"]
     assert {r["properties"]["incident"] for r in srun["results"]} == {i["id"] for i in a["incidents"]}
     # every built-in rule is listed, fired or not; URIs relative to --sarif-root
-    assert len(srun["tool"]["driver"]["rules"]) == 17
+    assert len(srun["tool"]["driver"]["rules"]) == 18
     uris = {loc["physicalLocation"]["artifactLocation"]["uri"]
             for r in srun["results"] for loc in r.get("locations", [])}
     assert "envoy-acme-gateway-access.jsonl" in uris and not any("/" in u for u in uris)

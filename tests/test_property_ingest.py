@@ -1,5 +1,6 @@
 """Property tests: mutated records of every built-in format never break ingest, and every
-input record ends as exactly one event or one reject (the test counts them).
+input record ends as exactly one event, one reject, or one counted duplicate (a repeat of an
+earlier record's unique event id, for formats that declare one; the test counts them).
 
 Seeds are real fixture records; hypothesis mutates them (wrong types, nulls, deleted keys,
 huge strings, deep nesting, invalid UTF-8, NUL bytes, BOM, CRLF, truncation, JWT-shaped
@@ -125,7 +126,9 @@ def test_mutated_records_are_each_one_event_or_one_reject(tmp_path_factory, data
         assert f.status in ("ingested", "empty"), f.message
         events, rejects = (case.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                            for t in ("events", "rejects"))
-    assert events + rejects == _records_in(lines), (fmt, f.message)
+        stored = case.con.execute("SELECT sum(duplicates) FROM sources").fetchone()[0] or 0
+    assert f.duplicates == stored
+    assert events + rejects + f.duplicates == _records_in(lines), (fmt, f.message)
 
 
 def test_a_file_of_only_the_gzip_magic_bytes_is_one_reject(case, tmp_path):

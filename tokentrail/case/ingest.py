@@ -64,6 +64,7 @@ class FileResult:
     container: str | None = None
     events: int = 0
     rejects: int = 0
+    duplicates: int = 0  # records repeated under the mapping's dedupe key, kept once
     status: str = "ingested"  # ingested | skipped | empty | failed
     message: str = ""
 
@@ -81,6 +82,10 @@ class IngestReport:
         return sum(f.rejects for f in self.files)
 
     @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.files)
+
+    @property
     def problems(self) -> list[FileResult]:
         """Files that could not be read or held no usable record (exit 3)."""
         return [f for f in self.files if f.status in ("failed", "empty")]
@@ -88,7 +93,7 @@ class IngestReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "files": [f.__dict__ for f in self.files],
-            "events": self.events, "rejects": self.rejects,
+            "events": self.events, "rejects": self.rejects, "duplicates": self.duplicates,
         }
 
 
@@ -98,10 +103,12 @@ def validate_mapping(case: Case, mapping: Mapping) -> None:
 
     # [let] values first (over the record alone), so a broken one is named, not the first
     # column that happens to use it.
-    bare = replace(mapping, let={})
-    probes = [(f"let.{k}", bare, v) for k, v in mapping.let.items()]
+    names = list(mapping.let)
+    probes = [(f"let.{k}", replace(mapping, let={n: mapping.let[n] for n in names[:i]}), v)
+              for i, (k, v) in enumerate(mapping.let.items())]
     probes += [(f"columns.{k}", mapping, v) for k, v in mapping.columns.items()]
     probes += [(f"extra.{k}", mapping, v) for k, v in mapping.extra.items()]
+    probes += [(f"dedupe[{i}]", mapping, v) for i, v in enumerate(mapping.dedupe)]
     for where, against, expr in probes:
         try:
             case.con.execute(column_probe_sql(against, where, expr)).fetchall()
@@ -575,8 +582,13 @@ class Ingestor:
         base = int(first[0] or 0)
         if first[2] and int(first[1]) - base + 1 != int(first[2]):
             raise AssertionError("stage rowids are not contiguous; line numbers would be wrong")
-        inserted = con.execute(insert_events_sql(base, line_adjust)).fetchone()
+        dedupe = bool(mapping.dedupe)
+        inserted = con.execute(insert_events_sql(base, line_adjust, dedupe)).fetchone()
         result.events = int(inserted[0]) if inserted else 0
+        result.duplicates = 0
+        if dedupe:
+            good = con.execute(f"SELECT count(*) FROM {STAGE} WHERE _reason IS NULL").fetchone()
+            result.duplicates = (int(good[0]) if good else 0) - result.events
         con.execute(insert_rejects_sql(sid, base, line_adjust, nested=nested))
         con.execute(f"DROP TABLE {STAGE}")
         if nested:
@@ -600,10 +612,11 @@ class Ingestor:
             raise InputError(f"rejected record ({first[1]}); --strict stops at the first reject",
                              file=src.name, line=first[0])
         con.execute(
-            "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sources (source_id, path, sha256, bytes, format, container, "
+            "ingested_at, events, rejects, duplicates) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [sid, src.name, src.sha256, src.size, mapping.name, reader.container
              if not salvage_reason else f"{result.container} (salvaged)",
-             datetime.now(UTC), result.events, result.rejects],
+             datetime.now(UTC), result.events, result.rejects, result.duplicates],
         )
         _drop_csv_rejects(con, reader.rejects_table)
 

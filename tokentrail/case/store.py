@@ -84,13 +84,20 @@ def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
 
 
 # Tables the analysis (scan, tokens, report, ...) builds; not there in a freshly ingested case.
-_DERIVED = frozenset({"tokens", "token_holders", "findings", "links"})
+_DERIVED = frozenset({"tokens", "token_holders", "findings", "links", "data_quality"})
+
+def _m003_source_duplicates(con: duckdb.DuckDBPyConnection) -> None:
+    """sources.duplicates: records a file repeated under its format's dedupe key (kept once;
+    see mapping.py `dedupe`). Older cases read 0: they were ingested without the key."""
+    con.execute("ALTER TABLE sources ADD COLUMN IF NOT EXISTS duplicates BIGINT DEFAULT 0")
+
 
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
 MIGRATIONS: tuple[Migration, ...] = (
     ("001_initial", _m001_initial),
     # v_sessions (issue 11.2) for cases made before it; later views can ride the same step
     ("002_session_view", refresh_derived_views),
+    ("003_source_duplicates", _m003_source_duplicates),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -85,6 +85,9 @@ def _print_summary(report: IngestReport, stats: dict[str, object], db_path: str)
         f"{cell_text(tr[0] or '-')} .. {cell_text(tr[1] or '-')}",
         markup=False,
     )
+    if report.duplicates:
+        console.print(f"duplicate records: {report.duplicates} (same event id as an earlier record "
+                      "of the file; counted once, see sources.duplicates)", markup=False)
     if report.rejects:
         console.print("rejected records: tokentrail query \"select * from v_rejects\"",
                       markup=False)

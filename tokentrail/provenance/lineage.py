@@ -12,6 +12,7 @@ from __future__ import annotations
 import duckdb
 
 from tokentrail.provenance.agents import attribute_agents
+from tokentrail.provenance.quality import check_token_ids
 
 # What a presentation is: a use or a refused use. Issue/exchange/refresh events say who
 # *received* a token; they feed the token's intended holder, not its presenters.
@@ -321,9 +322,12 @@ def build_lineage(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)build tokens, links and token_holders from events.
 
     First the holders the log line could not name itself: a gateway request made by an AI
-    agent, found through the agent's own trace spans (agents.py, `holder_attribution`)."""
+    agent, found through the agent's own trace spans (agents.py, `holder_attribution`). Then
+    the ids that do not name one credential: split per issuer, or set aside as test data
+    (quality.py, `data_quality`)."""
     attribute_agents(con)
     con.execute(ALIAS_SQL)
+    check_token_ids(con)
     con.execute(PARENTS_SQL)
     con.execute(TOKENS_SQL)
     con.execute(LINKS_SQL)

@@ -274,6 +274,10 @@ def _mapped_exprs(mapping: Mapping) -> list[str]:
     workload = mapping.columns.get("workload")
     out.append(f"TRY_CAST(TRY({workload}) AS VARCHAR) AS m_workload" if workload
                else "CAST(NULL AS VARCHAR) AS m_workload")
+    if mapping.dedupe:
+        parts = [f"TRY(CAST(({e}) AS VARCHAR))" for e in mapping.dedupe]
+        known = " AND ".join(f"{p} IS NOT NULL" for p in parts)
+        out.append(f"CASE WHEN {known} THEN [{', '.join(parts)}] END AS m_dkey")
     if mapping.extra:
         values = [f"TRY({v})" for v in mapping.extra.values()]
         pairs = ", ".join(f"{lit(k)}, {v}" for k, v in zip(mapping.extra, values, strict=True))
@@ -354,22 +358,28 @@ BLANK = "blank"  # _reason of a blank line: counted for line numbers, never stor
 def compile_pipeline(mapping: Mapping, reader: Reader, *, source_id: str) -> str:
     """One row per input row, in file order: every stored event column except `line`,
     plus `_reason` (NULL for a good event) and `_excerpt` (redacted, rejects only).
-    A nested reader's `_doc_line` (the line of a document rejected whole) is kept too."""
+    A nested reader's `_doc_line` (the line of a document rejected whole) is kept too, and
+    with a `dedupe` key, `_dkey` (the record's key, NULL when a part of it is missing)."""
     mapped = ",\n       ".join(_mapped_exprs(mapping))
     final = ",\n       ".join(_final_exprs(source_id, mapping.name))
     checks = "".join(
         f" WHEN TRY({chk.when}) THEN {lit(chk.reason)}" for chk in mapping.rejects
+        if not chk.first
+    )
+    early = "".join(
+        f" WHEN TRY({chk.when}) THEN {lit(chk.reason)}" for chk in mapping.rejects if chk.first
     )
     # Reader columns beside raw are carried through the explicit select lists; none for the
     # line / array / wrapper readers, whose SQL is exactly what it was before nested reading.
     pt = "".join(f" {c}," for c in reader.passthrough)
     why = " WHEN _why IS NOT NULL THEN _why" if "_why" in reader.passthrough else ""
     drop = ", _why" if "_why" in reader.passthrough else ""
+    dkey = " m_dkey AS _dkey," if mapping.dedupe else ""
     records = _let_layer(mapping, f"""
           SELECT raw,{pt}
                  CASE WHEN regexp_matches(raw, '^\\s*\\{{')
                       THEN TRY(json_transform(raw, {lit(mapping.structure_json)})) END AS r
-          FROM ({reader.sql()})
+          FROM ({_payload_sql(mapping, reader)})
         """)
     return f"""
 SELECT * EXCLUDE (raw, r_missing, _workload, line, event_id{drop}),
@@ -380,11 +390,11 @@ FROM (
         -- regexes, not trim(): trim copies every (long) line
         CASE{why} WHEN raw IS NULL OR regexp_full_match(raw, '[ \\t\\r\\n]*') THEN '{BLANK}'
              WHEN r_missing THEN (CASE WHEN json_valid(raw) THEN 'not a JSON object'
-                                       ELSE 'invalid JSON' END)
+                                       ELSE 'invalid JSON' END){early}
              WHEN ts IS NULL THEN 'no usable timestamp'{checks}
         END AS _reason
  FROM (
-  SELECT raw, r_missing, m_workload AS _workload,{pt}
+  SELECT raw, r_missing, m_workload AS _workload,{pt}{dkey}
        {final}
   FROM (
     SELECT *, CASE WHEN regexp_matches(_claims, '^\\s*\\{{')
@@ -424,10 +434,14 @@ def staged_rows_sql(base: int, line_adjust: bool) -> str:
     )
 
 
-def insert_events_sql(base: int, line_adjust: bool) -> str:
+def insert_events_sql(base: int, line_adjust: bool, dedupe: bool = False) -> str:
+    """Good rows into `events`; with a dedupe key, only the first row (by line) of each key
+    (a set-based filter, and only for mappings that declare a key)."""
     cols = ", ".join(STORED_COLUMN_NAMES)
+    first = (" QUALIFY _dkey IS NULL OR row_number() OVER (PARTITION BY _dkey ORDER BY line) = 1"
+             if dedupe else "")
     return (f"INSERT INTO events ({cols}) SELECT {cols} "
-            f"FROM ({staged_rows_sql(base, line_adjust)}) WHERE _reason IS NULL")
+            f"FROM ({staged_rows_sql(base, line_adjust)}) WHERE _reason IS NULL{first}")
 
 
 def insert_rejects_sql(source_id: str, base: int, line_adjust: bool,
@@ -442,16 +456,40 @@ def insert_rejects_sql(source_id: str, base: int, line_adjust: bool,
     )
 
 
+def _payload_sql(mapping: Mapping, reader: Reader) -> str:
+    """The reader's rows, with `raw` replaced by the JSON object held as a string at one of
+    the mapping's `[read] payload` paths (the first that holds one). A substring test first,
+    so records without the payload's key are not parsed twice."""
+    inner = reader.sql()
+    if not mapping.payload:
+        return inner
+    pt = "".join(f", {c}" for c in reader.passthrough)
+    value = "NULL"
+    for path in reversed(mapping.payload):
+        json_path = "$." + ".".join(orjson.dumps(p).decode() for p in path.split("."))
+        last = orjson.dumps(path.split(".")[-1]).decode()
+        got = f"TRY(json_extract_string(raw, {lit(json_path)}))"
+        value = (f"CASE WHEN contains(raw, {lit(last)}) AND regexp_matches({got}, '^\\s*\\{{') "
+                 f"AND json_valid({got}) THEN {got} ELSE {value} END")
+    return f"SELECT coalesce({value}, raw) AS raw{pt} FROM ({inner})"
+
+
 def _let_layer(mapping: Mapping, inner: str) -> str:
     """The mapping's [let] values, computed once per record beside `r` as the struct `l`
     (each TRY'd like a column); without [let] the query is `inner` unchanged."""
     if not mapping.let:
         return inner
-    fields = ", ".join(f"{name} := TRY({expr})" for name, expr in mapping.let.items())
-    return f"SELECT *, struct_pack({fields}) AS l FROM ({inner})"
+    # One layer per value, so a value can use those before it (l.<earlier>); a layer that
+    # adds a field to a struct is a cheap projection.
+    items = list(mapping.let.items())
+    name, expr = items[0]
+    sql = f"SELECT *, struct_pack({name} := TRY({expr})) AS l FROM ({inner})"
+    for name, expr in items[1:]:
+        sql = f"SELECT * REPLACE (struct_insert(l, {name} := TRY({expr})) AS l) FROM ({sql})"
+    return sql
 
 
 def column_probe_sql(mapping: Mapping, name: str, expr: str) -> str:
     """A zero-row query that fails when `expr` does not bind against the record struct."""
-    record = f"SELECT json_transform('{{}}', {lit(mapping.structure_json)}) AS r"
+    record = f"SELECT '{{}}' AS raw, json_transform('{{}}', {lit(mapping.structure_json)}) AS r"
     return f"SELECT ({expr}) FROM ({_let_layer(mapping, record)}) LIMIT 0"

@@ -20,9 +20,28 @@ own for `--mapping`, so every format goes through one engine and one set of chec
   is its line in the file (its position for whole documents). An empty envelope
   (`"spans": []`) is no record and no reject.
 
-`[let]` names SQL expressions over the record `r` that are computed once per record and used
-in `[columns]`, `[extra]` and `[[reject]]` as `l.<name>`: for a value many columns need
+- `payload = ["properties.log"]`: forwarded envelopes that carry the record as a JSON string
+  (Azure diagnostic settings put an AKS API server audit event, a line of the API server's
+  log, in `properties.log`). A record with a JSON object in that string is read as that
+  object (sniffing too); any other record is read as it is. Line accounting is unchanged: one
+  envelope, one event or one reject, at the envelope's line.
+
+`[[reject]]` checks run after the engine's own (invalid JSON, no usable timestamp); one with
+`first = true` runs before them, for a record recognisably of another form whose missing
+timestamp is only a symptom (e.g. a Cloud Logging wrapper inside a Kubernetes audit file).
+Checks see the event columns and `raw`, the record's text.
+
+`[let]` names SQL expressions over the record `r` (and `raw`, its text) that are computed once
+per record and used in `[columns]`, `[extra]` and `[[reject]]` as `l.<name>`; a value may use
+the values listed before it: for a value many columns need
 (e.g. an OTLP attribute list turned into a map once, instead of searched once per column).
+
+`dedupe = ["r.auditID", "r.stage"]` (top level) names the SQL expressions that together
+identify one record where the vendor documents them as a unique event id (CloudTrail eventID,
+Auth0 log_id, ...). Records of one file with the same non-NULL key are one event: the first
+(by line) is kept, the others are counted as duplicates (not rejects). Delivery pipelines
+repeat records (CloudTrail documents at-least-once delivery; overlapping exports), and a
+repeated record counted twice would look like a second use of its token.
 """
 
 from __future__ import annotations
@@ -39,10 +58,10 @@ from tokentrail.case.schema import EVENT_COLUMN_NAMES, PSEUDO_COLUMNS
 from ..errors import MappingError
 
 TOP_KEYS = {"name", "title", "description", "provides", "read", "record", "sniff", "columns",
-            "extra", "reject", "let"}
-READ_KEYS = {"wrappers", "nested"}
+            "extra", "reject", "let", "dedupe"}
+READ_KEYS = {"wrappers", "nested", "payload"}
 NESTED_DOCUMENT_KEY = "_document"  # added to every nested record: its document's number
-SNIFF_KEYS = {"required", "any", "equals", "prefix"}
+SNIFF_KEYS = {"required", "any", "equals", "prefix", "or"}
 PROVIDES_KEYS = {"token_id", "holder", "issuance", "limits"}
 
 
@@ -50,6 +69,7 @@ PROVIDES_KEYS = {"token_id", "holder", "issuance", "limits"}
 class RejectCheck:
     when: str
     reason: str
+    first: bool = False  # checked before the engine's timestamp check
 
 
 @dataclass(frozen=True)
@@ -58,15 +78,24 @@ class Sniff:
     any: tuple[str, ...] = ()
     equals: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     prefix: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # [[sniff.or]]: other shapes of the same format (e.g. its events as log lines); a record
+    # matches when it matches this predicate or one of these.
+    alternatives: tuple[Sniff, ...] = ()
 
     @property
     def enabled(self) -> bool:
-        return bool(self.required or self.any or self.equals or self.prefix)
+        return bool(self.required or self.any or self.equals or self.prefix
+                    or self.alternatives)
 
     def score(self, record: Any) -> int:
         """0 when the record is not of this format; else how much of the predicate it met."""
         if not isinstance(record, dict) or not self.enabled:
             return 0
+        own = self._score(record) if (self.required or self.any or self.equals
+                                      or self.prefix) else 0
+        return max([own] + [alt.score(record) for alt in self.alternatives])
+
+    def _score(self, record: dict[str, Any]) -> int:
         score = 0
         for path in self.required:
             if _lookup(record, path) is _MISSING:
@@ -134,6 +163,22 @@ class Mapping:
     builtin: bool = False
     nested: tuple[tuple[str, ...], ...] = ()  # [read] nested: paths split into their levels
     let: dict[str, str] = field(default_factory=dict)  # [let] name -> SQL over r, as l.<name>
+    dedupe: tuple[str, ...] = ()  # SQL over r: a record's unique id (duplicates kept once)
+    payload: tuple[str, ...] = ()  # [read] payload: dotted paths of a JSON-string record
+
+    def unwrap(self, record: Any) -> Any:
+        """The record the pipeline reads: the JSON object in the first `payload` string that
+        holds one, else the record itself (the SQL reader does the same, see compiler)."""
+        for path in self.payload:
+            value = _lookup(record, path)
+            if isinstance(value, str) and value.lstrip().startswith("{"):
+                try:
+                    inner = orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(inner, dict):
+                    return inner
+        return record
 
     @property
     def structure_json(self) -> str:
@@ -217,35 +262,36 @@ def mapping_from_dict(data: dict[str, Any], *, source: str, builtin: bool = Fals
         _expect(isinstance(v, str) and v.strip() != "", "must be a SQL expression string",
                 source, f"let.{k}")
 
+    dedupe = _str_list(data.get("dedupe", []), source, "dedupe")
+    _expect(all(e.strip() for e in dedupe), "each dedupe entry must be a SQL expression",
+            source, "dedupe")
+
     read = data.get("read", {})
     _expect(isinstance(read, dict) and not (set(read) - READ_KEYS),
             f"[read] accepts {sorted(READ_KEYS)}", source, "read")
     wrappers = _str_list(read.get("wrappers", []), source, "read.wrappers")
     nested = _nested_paths(read.get("nested", []), wrappers, source)
+    payload = _str_list(read.get("payload", []), source, "read.payload")
+    for i, path in enumerate(payload):
+        _expect(bool(path) and all(p and all(ch.isalnum() or ch in "_-$@" for ch in p)
+                                   for p in path.split(".")),
+                f"{path!r} must be a dotted path of JSON keys (letters, digits, _ - $ @)",
+                source, f"read.payload[{i}]")
 
-    sniff_raw = data.get("sniff", {})
-    _expect(isinstance(sniff_raw, dict) and not (set(sniff_raw) - SNIFF_KEYS),
-            f"[sniff] accepts {sorted(SNIFF_KEYS)}", source, "sniff")
-    equals: dict[str, tuple[Any, ...]] = {}
-    for k, v in sniff_raw.get("equals", {}).items():
-        equals[k] = tuple(v) if isinstance(v, list) else (v,)
-    prefix: dict[str, tuple[str, ...]] = {}
-    for k, v in sniff_raw.get("prefix", {}).items():
-        prefix[k] = _str_list(v, source, f"sniff.prefix.{k}")
-    sniff = Sniff(
-        required=_str_list(sniff_raw.get("required", []), source, "sniff.required"),
-        any=_str_list(sniff_raw.get("any", []), source, "sniff.any"),
-        equals=equals, prefix=prefix,
-    )
+    sniff = _sniff(data.get("sniff", {}), source, "sniff")
 
     rejects_raw = data.get("reject", [])
     _expect(isinstance(rejects_raw, list), "[[reject]] must be an array of tables", source,
             "reject")
     rejects = []
     for i, item in enumerate(rejects_raw):
-        _expect(isinstance(item, dict) and set(item) == {"when", "reason"},
-                "each [[reject]] needs exactly `when` (SQL) and `reason`", source, f"reject[{i}]")
-        rejects.append(RejectCheck(when=item["when"], reason=item["reason"]))
+        _expect(isinstance(item, dict) and {"when", "reason"} <= set(item)
+                and set(item) <= {"when", "reason", "first"}
+                and isinstance(item.get("first", False), bool),
+                "each [[reject]] needs `when` (SQL) and `reason`, and may set `first` "
+                "(true/false)", source, f"reject[{i}]")
+        rejects.append(RejectCheck(when=item["when"], reason=item["reason"],
+                                   first=bool(item.get("first", False))))
 
     provides = data.get("provides", {})
     _expect(isinstance(provides, dict) and not (set(provides) - PROVIDES_KEYS),
@@ -257,7 +303,29 @@ def mapping_from_dict(data: dict[str, Any], *, source: str, builtin: bool = Fals
         record=record, columns=dict(columns), extra=dict(extra), sniff=sniff,
         wrappers=wrappers, rejects=tuple(rejects),
         provides={k: str(v) for k, v in provides.items()}, builtin=builtin, nested=nested,
-        let=dict(let),
+        let=dict(let), dedupe=dedupe, payload=payload,
+    )
+
+
+def _sniff(raw: Any, source: str, key: str) -> Sniff:
+    """[sniff] and each of its [[sniff.or]] alternatives (which cannot nest further)."""
+    keys = SNIFF_KEYS if key == "sniff" else SNIFF_KEYS - {"or"}
+    _expect(isinstance(raw, dict) and not (set(raw) - keys),
+            f"[{key}] accepts {sorted(keys)}", source, key)
+    equals: dict[str, tuple[Any, ...]] = {}
+    for k, v in raw.get("equals", {}).items():
+        equals[k] = tuple(v) if isinstance(v, list) else (v,)
+    prefix: dict[str, tuple[str, ...]] = {}
+    for k, v in raw.get("prefix", {}).items():
+        prefix[k] = _str_list(v, source, f"{key}.prefix.{k}")
+    alts = raw.get("or", [])
+    _expect(isinstance(alts, list), "[[sniff.or]] must be an array of tables", source,
+            f"{key}.or")
+    return Sniff(
+        required=_str_list(raw.get("required", []), source, f"{key}.required"),
+        any=_str_list(raw.get("any", []), source, f"{key}.any"),
+        equals=equals, prefix=prefix,
+        alternatives=tuple(_sniff(a, source, f"sniff.or[{i}]") for i, a in enumerate(alts)),
     )
 
 

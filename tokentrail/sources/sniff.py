@@ -212,7 +212,7 @@ def choose_format(records: list[Any], mappings: list[Mapping]) -> Mapping | None
     """The mapping whose sniff predicate the sample records match best."""
     best: tuple[int, int, Mapping] | None = None
     for mapping in mappings:
-        scores = [mapping.sniff.score(r) for r in records]
+        scores = [mapping.sniff.score(mapping.unwrap(r)) for r in records]
         matched = sum(1 for s in scores if s > 0)
         if matched == 0:
             continue
