@@ -198,38 +198,16 @@ WITH facts AS (
             -- a presenter with a device the session already had is not the new holder
             AND NOT coalesce(list_contains(st.earlier_devices, {_device_family('th.user_agents[1]')}), false))
              AS session_theft,
-         (SELECT CASE sl.how WHEN 'login'
-                 THEN 'address ' || sl.src_ip || ' signed in to the token''s identity-provider session '
-                      || sl.session_id || ' itself (' || sl.event_id || ', same user agent family)'
-                 ELSE 'address ' || sl.src_ip || ' redeemed a refresh token in the token''s '
-                      || 'identity-provider session ' || sl.session_id || ' (' || sl.event_id
-                      || ') with the device that signed in to it (' || sl.device || ', '
-                      || sl.login_event_id || '): the same device on another network' END
-          FROM _tt_session_logins sl
-          WHERE sl.session_id = t.issued_session_id AND sl.src_ip = {ip}
-            AND sl.ua IS NOT DISTINCT FROM tt_ua_family(th.user_agents[1])
-            AND (sl.how = 'login' OR sl.device = {_device_family('th.user_agents[1]')})
-            AND len(th.user_agents) <= 1
-          ORDER BY sl.how = 'login' DESC, sl.event_id LIMIT 1) AS session_login,
+         (SELECT so.reason FROM _tt_session_owner so
+          WHERE so.token_key = th.token_key AND so.holder_id = th.holder_id) AS session_login,
          coalesce(th.holder_tier = 'network' AND {_private(ip)} AND count(*) FILTER (
              WHERE th.holder_tier = 'network' AND {_private(ip)}) OVER (PARTITION BY th.token_key) = 1,
              false) AS sole_internal,
-         -- One device moving between networks (a phone between carrier addresses, a laptop
-         -- from office to home): the exact user agent the token's owner presented it with, from
-         -- the address that obtained it, and never in use at the same time as any other holder
-         -- of the token. Concurrent use from two places is not a handover.
+         -- One device moving between networks (_tt_handover, built in classify()).
          (SELECT 'moved networks: presented from ' || {ip} || ' with the same user agent as its owner '
-                 || o.holder_id || ' (' || th.user_agents[1] || '), never at the same time as another '
+                 || ho.owner_id || ' (' || th.user_agents[1] || '), never at the same time as another '
                  || 'holder of the token: one device changing networks, or a copy replayed with that user agent'
-          FROM token_holders o
-          WHERE o.token_key = th.token_key AND o.holder_id <> th.holder_id
-            AND o.holder_tier = 'network' AND th.holder_tier = 'network'
-            AND t.issued_ip IS NOT NULL AND {_holder_ip('o.holder_id')} = t.issued_ip
-            AND len(th.user_agents) = 1 AND o.user_agents = th.user_agents
-            AND NOT EXISTS (SELECT 1 FROM token_holders x
-                            WHERE x.token_key = th.token_key AND x.holder_id <> th.holder_id
-                              AND x.first_seen <= th.last_seen AND th.first_seen <= x.last_seen)
-          ORDER BY o.holder_id LIMIT 1) AS handover
+          FROM _tt_handover ho WHERE ho.token_key = th.token_key AND ho.holder_id = th.holder_id) AS handover
   FROM token_holders th
   JOIN tokens t USING (token_key)
   LEFT JOIN _tt_instance_off io ON io.token_key = th.token_key AND io.holder_id = th.holder_id
@@ -424,6 +402,31 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
         WHERE r.kind = 'refresh'
         GROUP BY ALL
     """)
+    # Each (token, network holder) whose address signed in to the token's IdP session itself,
+    # or refreshed in it with the device that signed in (step 6b): a join here, so the step
+    # reads one row (a correlated lookup with functions of the outer row is not portable).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _tt_session_owner AS
+        WITH cand AS (
+          SELECT th.token_key, th.holder_id,
+                 CASE sl.how WHEN 'login'
+                 THEN 'address ' || sl.src_ip || ' signed in to the token''s identity-provider session '
+                      || sl.session_id || ' itself (' || sl.event_id || ', same user agent family)'
+                 ELSE 'address ' || sl.src_ip || ' redeemed a refresh token in the token''s '
+                      || 'identity-provider session ' || sl.session_id || ' (' || sl.event_id
+                      || ') with the device that signed in to it (' || sl.device || ', '
+                      || sl.login_event_id || '): the same device on another network' END AS reason,
+                 row_number() OVER (PARTITION BY th.token_key, th.holder_id
+                                    ORDER BY CASE WHEN sl.how = 'login' THEN 0 ELSE 1 END,
+                                             sl.event_id) AS rn
+          FROM token_holders th JOIN tokens t USING (token_key)
+          JOIN _tt_session_logins sl ON sl.session_id = t.issued_session_id
+                                    AND sl.src_ip = {_holder_ip('th.holder_id')}
+          WHERE len(th.user_agents) <= 1
+            AND sl.ua IS NOT DISTINCT FROM tt_ua_family(th.user_agents[1])
+            AND (sl.how = 'login' OR sl.device = {_device_family('th.user_agents[1]')}))
+        SELECT token_key, holder_id, reason FROM cand WHERE rn = 1
+    """)
     # Tokens minted by a refresh grant in an IdP session from a new holder: an external
     # address none of the session's earlier sign-ins / grants / refreshes came from, with a
     # device (user-agent product + platform) none of them had. A phone changing networks keeps
@@ -455,6 +458,38 @@ def classify(con: duckdb.DuckDBPyConnection, policy: PolicySQL | None = None) ->
         HAVING bool_and(h.device IS NOT NULL OR h.kind IN ('use', 'deny'))
            AND NOT bool_or(h.src_ip = t.issued_ip)
            AND NOT bool_or(h.device = {_device_family('t.issued_user_agent')})
+    """)
+    # One device moving between networks (a phone between carrier addresses, a laptop from
+    # office to home): a network holder presenting with exactly the user agent the token's
+    # owner presented it with from the address that obtained it, and never in use at the same
+    # time as any other holder of the token (windows over the holders in time order, not a
+    # self-join: one shared token can have thousands of holders). Concurrent use is not a
+    # handover.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _tt_handover AS
+        WITH spans AS (
+          SELECT token_key, holder_id, holder_tier, user_agents, first_seen, last_seen,
+                 -- NULLS FIRST (neither is ever NULL here): BigQuery has no NULLS LAST in a
+                 -- framed window, and this SQL is exported (scale/portable)
+                 max(last_seen) OVER (PARTITION BY token_key
+                                      ORDER BY first_seen NULLS FIRST, holder_id NULLS FIRST
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before_last,
+                 lead(first_seen) OVER (PARTITION BY token_key
+                                        ORDER BY first_seen NULLS FIRST, holder_id NULLS FIRST) AS next_first
+          FROM token_holders
+        ), owners AS (
+          SELECT th.token_key, th.holder_id AS owner_id, th.user_agents
+          FROM token_holders th JOIN tokens t USING (token_key)
+          WHERE th.holder_tier = 'network' AND t.issued_ip IS NOT NULL
+            AND {_holder_ip('th.holder_id')} = t.issued_ip
+        )
+        SELECT s.token_key, s.holder_id, min(o.owner_id) AS owner_id
+        FROM spans s JOIN owners o ON o.token_key = s.token_key AND o.owner_id <> s.holder_id
+                                  AND o.user_agents = s.user_agents
+        WHERE s.holder_tier = 'network' AND len(s.user_agents) = 1
+          AND coalesce(s.before_last < s.first_seen, true)
+          AND coalesce(s.next_first > s.last_seen, true)
+        GROUP BY s.token_key, s.holder_id
     """)
     # Ask the policy once per distinct identity, not once per use in the CASE below: each
     # lookup is a join, and the classification mentions a workload a dozen times.
