@@ -24,7 +24,7 @@ _MINTED = """
 # A device as a user agent names it, without versions: the product and the platform in the
 # first parentheses ("Mozilla/5.0 (iPhone; ...)" -> mozilla/iphone, "okta-cli/0.10.0 (okta-sdk
 # ...; Mac OS X)" -> okta-cli/okta-sdk-java). Plain SQL (no tokentrail macro), so the view
-# reads the same in any DuckDB client; classify.py's device family is the finer version.
+# reads the same in any DuckDB client; provenance/classify (sqlparts) has the finer device family.
 _DEVICE = ("lower(split_part(split_part(trim(e.user_agent), '/', 1), ' ', 1)) || '/' "
            "|| lower(regexp_extract(e.user_agent, '\\(\\s*([^;)\\s]+)', 1))")
 _NET = ("CASE WHEN regexp_full_match(e.src_ip, '\\d+\\.\\d+\\.\\d+\\.\\d+') "
