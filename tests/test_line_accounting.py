@@ -19,7 +19,7 @@ from test_ingest_engine import envoy
 from tokentrail import Case
 from tokentrail.case.ingest import ingest
 from tokentrail.sources import discover
-from tokentrail.sources.compiler import Reader
+from tokentrail.sources.readers import Reader
 
 line_text = st.text(alphabet=st.sampled_from('ab{}":, '), max_size=12)
 ending = st.sampled_from(["\n", "\r\n", "\r", ""])

@@ -20,20 +20,17 @@ from tokentrail.case.store import Case
 from tokentrail.errors import InputError, TokentrailError, UsageError
 from tokentrail.redact import EXCERPT_CHARS, excerpt, redact_text
 from tokentrail.sources.compiler import (
-    NESTED_SRC,
     STAGE,
-    Reader,
     column_probe_sql,
     compile_pipeline,
     insert_events_sql,
     insert_rejects_sql,
-    lit,
-    nested_plan,
     stage_sql,
 )
 from tokentrail.sources.discover import SourceFile, expand
 from tokentrail.sources.documents import salvage_documents
 from tokentrail.sources.mapping import Mapping, load_mapping
+from tokentrail.sources.readers import NESTED_SRC, Reader, lit, nested_plan
 from tokentrail.sources.registry import builtin_mappings, get_mapping
 from tokentrail.sources.salvage import (
     gzip_bomb,
@@ -286,7 +283,7 @@ class Ingestor:
 
     def _documents(self, reader: Reader) -> tuple[Reader, list[tuple[int, str, str | None]]]:
         """Materialise a nested file's documents in file order (a line each, or each JSON
-        value of the file) and then its outer levels (compiler.nested_plan); return the
+        value of the file) and then its outer levels (readers.nested_plan); return the
         reader of its records and the lines the CSV reader refused."""
         con = self.case.con
         con.execute(f"CREATE OR REPLACE TEMP TABLE {DOCS} AS {reader.documents_sql()}")

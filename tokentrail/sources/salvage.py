@@ -14,11 +14,9 @@ import json
 import os
 from dataclasses import replace
 
-from tokentrail.sources.compiler import (
-    Reader,
-)
 from tokentrail.sources.discover import LineCounter, SourceFile
 from tokentrail.sources.documents import iter_documents
+from tokentrail.sources.readers import Reader
 
 
 def salvage_array_file(src: SourceFile, workdir: str) -> tuple[str, int, str | None]:
