@@ -358,3 +358,21 @@ def test_in_chromium_incidents_lead_and_the_report_reads_at_1400_and_390_px(tmp_
               framed(html.replace('<meta http-equiv="Content-Security-Policy"', '<meta name="x"'),
                      1200).as_uri(), user_data=tmp_path / "profile-shot")
     assert _png_is_not_blank(shot.read_bytes())
+
+
+def test_what_a_format_can_show_comes_from_the_case_even_for_a_custom_mapping(tmp_path: Path):
+    """The coverage table says what each format declares it can show about issuance: stored
+    in `sources.provides` at ingest, so a user's own mapping (which no registry knows) is
+    described too, and escaped like any other text."""
+    custom = (FIXTURES / "custom" / "mcp-server.toml").read_text(encoding="utf-8")
+    mapping = tmp_path / "mcp.toml"
+    mapping.write_text(custom + '\n[provides]\nissuance = "none: tool calls only <b>(no grants)</b>"\n',
+                       encoding="utf-8")
+    with Case() as case:
+        ingest(case, [str(FIXTURES / "custom" / "mcp-server.jsonl")], mapping_file=str(mapping))
+        stored = case.con.execute("SELECT provides->>'issuance' FROM sources").fetchone()[0]
+        findings = analyse(case.con).findings
+        html = render_html_report(case.con, findings=findings)
+    assert stored == "none: tool calls only <b>(no grants)</b>"
+    assert "none: tool calls only &lt;b&gt;(no grants)&lt;/b&gt;" in html
+    assert "<b>(no grants)</b>" not in html

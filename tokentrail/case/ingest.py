@@ -7,6 +7,7 @@ records of a well-formed file; it only salvages documents DuckDB cannot parse at
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -447,10 +448,12 @@ class Ingestor:
                              file=src.name, line=first[0])
         con.execute(
             "INSERT INTO sources (source_id, path, sha256, bytes, format, container, "
-            "ingested_at, events, rejects, duplicates) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "ingested_at, events, rejects, duplicates, provides) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [sid, src.name, src.sha256, src.size, mapping.name, reader.container
              if not salvage_reason else f"{result.container} (salvaged)",
-             datetime.now(UTC), result.events, result.rejects, result.duplicates],
+             datetime.now(UTC), result.events, result.rejects, result.duplicates,
+             json.dumps(mapping.provides, sort_keys=True)],
         )
         _drop_csv_rejects(con, reader.rejects_table)
 

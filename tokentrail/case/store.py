@@ -92,12 +92,21 @@ def _m003_source_duplicates(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE sources ADD COLUMN IF NOT EXISTS duplicates BIGINT DEFAULT 0")
 
 
+def _m004_source_provides(con: duckdb.DuckDBPyConnection) -> None:
+    """sources.provides: what the file's format says it can show (its mapping's [provides]:
+    token_id, holder, issuance, limits), stored at ingest so reports read it from the case,
+    not from the mapping registry (a custom --mapping is described too). Older cases read
+    NULL: re-ingest with --force to fill it."""
+    con.execute("ALTER TABLE sources ADD COLUMN IF NOT EXISTS provides JSON")
+
+
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
 MIGRATIONS: tuple[Migration, ...] = (
     ("001_initial", _m001_initial),
     # v_sessions (issue 11.2) for cases made before it; later views can ride the same step
     ("002_session_view", refresh_derived_views),
     ("003_source_duplicates", _m003_source_duplicates),
+    ("004_source_provides", _m004_source_provides),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

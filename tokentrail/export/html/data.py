@@ -12,7 +12,6 @@ import duckdb
 
 from tokentrail.rules.findings import Finding
 
-from ...errors import TokentrailError
 from ...results import case_summary, holder_rows
 from .text import CLASSES, ISSUANCE, KINDS, SEVERITIES, TIERS, anchor, one_of, text, ts_sort, ts_text
 
@@ -30,16 +29,6 @@ def fetch_rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] =
 def fetch_one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Any:
     row = con.execute(sql, list(params)).fetchone()
     return row[0] if row else None
-
-
-def _declared_issuance(fmt: str) -> str:
-    """What a built-in format's mapping says it can show about issuance."""
-    from ...sources.registry import get_mapping
-
-    try:
-        return get_mapping(fmt).provides.get("issuance", "")
-    except TokentrailError:
-        return ""
 
 
 @dataclass
@@ -64,17 +53,17 @@ def coverage(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     kinds = dict(con.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall())
     kind_counts = [(k, kinds.pop(k, 0)) for k in KINDS] + sorted(kinds.items(), key=str)
     formats = fetch_rows(con, f"""
-        WITH f AS (SELECT DISTINCT format FROM sources WHERE format IS NOT NULL)
-        SELECT f.format, count(e.format) AS events,
+        -- what each format says it can show about issuance, as ingest stored it (sources.provides)
+        WITH f AS (SELECT format, coalesce(min(provides->>'issuance'), '') AS declared
+                   FROM sources WHERE format IS NOT NULL GROUP BY format)
+        SELECT f.format, count(e.format) AS events, f.declared,
                count(*) FILTER (WHERE e.kind IN {ISSUANCE}) AS issuance,
                count(*) FILTER (WHERE e.kind IN ('use', 'deny')) AS presentations,
                count(*) FILTER (WHERE e.kind = 'revoke') AS revocations,
                count(*) FILTER (WHERE e.format IS NOT NULL AND e.token_key IS NULL) AS no_token,
                min(e.ts) AS first, max(e.ts) AS last
         FROM f LEFT JOIN events e ON e.format = f.format
-        GROUP BY f.format ORDER BY f.format""")
-    for f in formats:
-        f["declared"] = _declared_issuance(f["format"])
+        GROUP BY f.format, f.declared ORDER BY f.format""")
     tiers = dict(con.execute(
         "SELECT holder_tier, count(DISTINCT holder_id) FROM token_holders GROUP BY holder_tier").fetchall())
     tier_counts = [(t, tiers.pop(t, 0)) for t in TIERS] + sorted(tiers.items(), key=str)
