@@ -67,7 +67,7 @@ def test_a_line_the_csv_reader_refuses_falls_back_to_the_stage(tmp_path, monkeyp
 
 
 def test_a_failure_after_the_direct_insert_rolls_the_file_back(tmp_path, monkeypatch):
-    import tokentrail.case.ingest as mod
+    import tokentrail.case.direct_load as mod
 
     monkeypatch.setenv("TOKENTRAIL_DIRECT_LOAD_BYTES", "0")
     good = tmp_path / "a.jsonl"

@@ -8,8 +8,6 @@ records of a well-formed file; it only salvages documents DuckDB cannot parse at
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -19,24 +17,23 @@ from typing import Any, BinaryIO
 
 import duckdb
 
+from tokentrail.case.direct_load import DirectLoad
+from tokentrail.case.documents_load import DocumentLoad
 from tokentrail.case.store import Case
 from tokentrail.errors import InputError, TokentrailError, UsageError
 from tokentrail.redact import EXCERPT_CHARS, excerpt, redact_text
 from tokentrail.sources.compiler import (
-    REJECT_MARK,
     STAGE,
     column_probe_sql,
     compile_pipeline,
-    direct_insert_sql,
     insert_events_sql,
     insert_rejects_sql,
-    move_rejects_sql,
     stage_sql,
 )
 from tokentrail.sources.discover import SourceFile, expand
 from tokentrail.sources.documents import salvage_documents
 from tokentrail.sources.mapping import Mapping, load_mapping
-from tokentrail.sources.readers import NESTED_SRC, Reader, lit, nested_plan
+from tokentrail.sources.readers import Reader, drop_csv_rejects, lit
 from tokentrail.sources.registry import builtin_mappings, get_mapping
 from tokentrail.sources.salvage import (
     gzip_bomb,
@@ -144,19 +141,7 @@ def _select_mapping(src: SourceFile, sniffed: Sniffed, fixed: Mapping | None,
     return chosen
 
 
-def _drop_csv_rejects(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    con.execute(f"DROP TABLE IF EXISTS temp.{table}")
-    con.execute(f"DROP TABLE IF EXISTS temp.{table}_scan")
-
-
-DOCS = "tt_docs"  # a nested file's documents, in file order (rowid = position)
-# JSON text per statement while a nested file's levels are expanded: DuckDB's JSON functions
-# hold several times the text of a vector in memory (measured: OOM at 768 MB with 53 MB of
-# OTLP documents in one statement, fine with 32 MB batches).
-NESTED_BATCH_BYTES = 16 << 20
-
-
-class Ingestor:
+class Ingestor(DocumentLoad, DirectLoad):
     """Runs an ingest over many files into one case."""
 
     def __init__(self, case: Case, *, format_name: str | None = None,
@@ -287,48 +272,6 @@ class Ingestor:
             path, _, reason = salvage_array_file(src, workdir)
             return Reader(path, "lines", "none"), reason
 
-    def _documents(self, reader: Reader) -> tuple[Reader, list[tuple[int, str, str | None]]]:
-        """Materialise a nested file's documents in file order (a line each, or each JSON
-        value of the file) and then its outer levels (readers.nested_plan); return the
-        reader of its records and the lines the CSV reader refused."""
-        con = self.case.con
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {DOCS} AS {reader.documents_sql()}")
-        csv_rejects = self._csv_rejects(reader) if reader.reads_lines else []
-        first = con.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {DOCS}").fetchone()
-        assert first is not None
-        base = int(first[0] or 0)
-        if first[2] and int(first[1]) - base + 1 != int(first[2]):
-            raise AssertionError("document rowids are not contiguous; lines would be wrong")
-        pos = f"(d.rowid - {base} + 1)"
-        if csv_rejects:
-            self._line_adjust(reader)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {DOCS}_lined AS "
-                        f"SELECT {pos} + coalesce(a.k, 0) AS doc_line, d.raw FROM {DOCS} d "
-                        f"ASOF LEFT JOIN tt_line_adjust a ON {pos} > a.before ORDER BY doc_line")
-        steps, final = nested_plan(reader.nested_paths)
-        src_table, src_cols = DOCS, f"{pos} AS doc_line, d.raw"
-        if csv_rejects:
-            src_table, src_cols = f"{DOCS}_lined", "d.doc_line, d.raw"
-        for step in steps:
-            for i, (lo, hi) in enumerate(self._batches(src_table, step.text)):
-                src = (f"(SELECT {src_cols} FROM {src_table} d "
-                       f"WHERE d.rowid BETWEEN {lo} AND {hi})")
-                sql = step.sql.replace(NESTED_SRC, src)
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {step.table} AS {sql}" if i == 0
-                            else f"INSERT INTO {step.table} {sql}")
-            src_table, src_cols = step.table, "d.*"
-        self._nested_tables = [DOCS, f"{DOCS}_lined"] + [step.table for step in steps]
-        return replace(reader, nested_sql=final), csv_rejects
-
-    def _batches(self, table: str, text: str) -> list[tuple[int, int]]:
-        """Rowid ranges of `table`, in order, each holding about NESTED_BATCH_BYTES of `text`
-        (a row larger than that alone); one empty range for an empty table."""
-        rows = self.case.con.execute(
-            f"SELECT min(rowid), max(rowid) FROM (SELECT rowid, sum(coalesce(strlen({text}), 0)) "
-            f"OVER (ORDER BY rowid ROWS UNBOUNDED PRECEDING) AS c FROM {table}) "
-            f"GROUP BY (c - 1) // {NESTED_BATCH_BYTES} ORDER BY 1").fetchall()
-        return [(int(lo), int(hi)) for lo, hi in rows] or [(1, 0)]
-
     def _csv_rejects(self, reader: Reader) -> list[tuple[int, str, str | None]]:
         return [
             (int(r[0]), str(r[1]), r[2]) for r in self.case.con.execute(
@@ -355,33 +298,6 @@ class Ingestor:
             f"FROM (SELECT DISTINCT line FROM temp.{reader.rejects_table})) "
             "GROUP BY before")
 
-    def _document_start_lines(self, src: SourceFile, sid: str) -> None:
-        """Concatenated pretty documents were numbered by position; renumber each event and
-        reject to the file line its document starts on, when that is plain: `jq` and
-        json.dumps(indent=...) start every document at column 0 and indent everything inside.
-        If the count of such lines is not the count of documents, positions stay."""
-        con = self.case.con
-        lines = Reader(src.path, "lines", "gzip" if src.gzip else "none",
-                       rejects_table="tt_doc_csv_rejects", parallel=False)
-        con.execute("CREATE OR REPLACE TEMP TABLE tt_doc_text AS "
-                    f"SELECT regexp_matches(raw, '^[{{\\[]') AS opens FROM {lines.lines_sql()}")
-        con.execute("CREATE OR REPLACE TEMP TABLE tt_doc_lines AS "
-                    "SELECT row_number() OVER (ORDER BY rowid) AS ord, line FROM ("
-                    "SELECT rowid, rowid - (SELECT min(rowid) FROM tt_doc_text) + 1 AS line "
-                    "FROM tt_doc_text WHERE opens)")
-        row = con.execute(
-            "SELECT (SELECT count(*) FROM tt_doc_lines), "
-            "(SELECT count(*) FROM events WHERE source_id = ?) "
-            "+ (SELECT count(*) FROM rejects WHERE source_id = ? AND line IS NOT NULL), "
-            "(SELECT count(*) FROM temp.tt_doc_csv_rejects)", [sid, sid]).fetchone()
-        if row is not None and row[0] == row[1] and row[2] == 0:
-            for table in ("events", "rejects"):
-                con.execute(f"UPDATE {table} SET line = d.line FROM tt_doc_lines d "
-                            f"WHERE {table}.source_id = ? AND {table}.line = d.ord", [sid])
-        for table in ("tt_doc_text", "tt_doc_lines"):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
-        _drop_csv_rejects(con, "tt_doc_csv_rejects")
-
     def _load(self, src: SourceFile, reader: Reader, salvage_reason: str | None,
               mapping: Mapping, result: FileResult) -> None:
         con = self.case.con
@@ -389,7 +305,7 @@ class Ingestor:
         for table in ("events", "rejects", "sources"):
             con.execute(f"DELETE FROM {table} WHERE source_id = ?", [sid])
         if reader.reads_lines:
-            _drop_csv_rejects(con, reader.rejects_table)
+            drop_csv_rejects(con, reader.rejects_table)
         csv_rejects: list[tuple[int, str, str | None]] = []
         nested = reader.container == "nested"
         if nested:
@@ -412,7 +328,7 @@ class Ingestor:
                 # The parallel CSV reader lost lines (seen: 2 of 10 M, at buffer
                 # boundaries): read the file again on one thread.
                 con.execute(f"DROP TABLE {STAGE}")
-                _drop_csv_rejects(con, reader.rejects_table)
+                drop_csv_rejects(con, reader.rejects_table)
                 reader = replace(reader, parallel=False)
                 con.execute(stage_sql(compile_pipeline(mapping, reader, source_id=sid)))
                 csv_rejects = self._csv_rejects(reader)
@@ -442,53 +358,6 @@ class Ingestor:
             for table in self._nested_tables:
                 con.execute(f"DROP TABLE IF EXISTS {table}")
         self._finish(src, reader, salvage_reason, mapping, result, csv_rejects)
-
-    def _stage_budget(self) -> int:
-        """File bytes above which the order-keeping stage (about the file's size in memory)
-        is not used: half the case's memory limit. TOKENTRAIL_DIRECT_LOAD_BYTES overrides."""
-        forced = os.environ.get("TOKENTRAIL_DIRECT_LOAD_BYTES")
-        if forced and forced.isdigit():
-            return int(forced)
-        row = self.case.con.execute(
-            "SELECT value FROM duckdb_settings() WHERE name = 'memory_limit'").fetchone()
-        return _bytes_of(str(row[0]) if row else "") // 2
-
-    def _load_direct(self, src: SourceFile, reader: Reader, salvage_reason: str | None,
-                     mapping: Mapping, result: FileResult) -> bool:
-        """JSON Lines straight into `events` in one pass (issue 12: no second materialisation
-        of every row), rejects moved out afterwards. False, with nothing of the file left in
-        the case, when the CSV reader refused or lost lines: the order-keeping stage then
-        numbers around them."""
-        con = self.case.con
-        sid = src.source_id
-        # Positions come from the reader (`_pos`), not from the order rows reach the table,
-        # so the insert need not keep that order.
-        con.execute("SET preserve_insertion_order = false")
-        try:
-            con.execute(direct_insert_sql(compile_pipeline(mapping, reader, source_id=sid, numbered=True)))
-        finally:
-            con.execute("RESET preserve_insertion_order")
-        csv_rejects = self._csv_rejects(reader)
-        row = con.execute("SELECT count(*), count(*) FILTER (WHERE format = ?) FROM events "
-                          "WHERE source_id = ?", [REJECT_MARK, sid]).fetchone()
-        total, marked = (int(row[0]), int(row[1])) if row else (0, 0)
-        unread = max(src.lines - total, 0) if src.lines is not None and reader.path == src.path else 0
-        if csv_rejects or unread:
-            con.execute("DELETE FROM events WHERE source_id = ?", [sid])
-            _drop_csv_rejects(con, reader.rejects_table)
-            if unread and not csv_rejects and reader.parallel:
-                # The parallel CSV reader lost lines (seen at 10 M lines, at buffer
-                # boundaries): the same load on one thread, still without a stage.
-                return self._load_direct(src, replace(reader, parallel=False), salvage_reason,
-                                         mapping, result)
-            return False
-        con.execute(move_rejects_sql(sid))
-        if marked:
-            con.execute("DELETE FROM events WHERE source_id = ? AND format = ?", [sid, REJECT_MARK])
-        result.events = total - marked
-        result.duplicates = 0
-        self._finish(src, reader, salvage_reason, mapping, result, [])
-        return True
 
     def _finish(self, src: SourceFile, reader: Reader, salvage_reason: str | None,
                 mapping: Mapping, result: FileResult,
@@ -523,19 +392,7 @@ class Ingestor:
              datetime.now(UTC), result.events, result.rejects, result.duplicates,
              json.dumps(mapping.provides, sort_keys=True)],
         )
-        _drop_csv_rejects(con, reader.rejects_table)
-
-
-_UNITS = {"b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
-
-
-def _bytes_of(setting: str) -> int:
-    """DuckDB's memory_limit text ('3.8 GiB', '768.0 MiB') in bytes; 1 GiB if unreadable."""
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]+)\s*", setting)
-    if not m or m.group(2).lower() not in _UNITS:
-        return 1 << 30
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        drop_csv_rejects(con, reader.rejects_table)
 
 
 def ingest(case: Case, paths: Iterable[str], **options: Any) -> IngestReport:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import duckdb
 import orjson
 
 from .mapping import NESTED_DOCUMENT_KEY
@@ -230,3 +231,8 @@ FROM ({descend(depth - 1)})"""))
     # The records too: the mapping's pipeline over an unnest in the same statement ran about
     # three times slower (measured) than over the materialised records.
     return steps, f"SELECT raw, _doc_line, _why FROM {records}"
+
+
+def drop_csv_rejects(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    con.execute(f"DROP TABLE IF EXISTS temp.{table}_scan")
