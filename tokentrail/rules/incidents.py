@@ -180,6 +180,10 @@ def build_incidents(con: duckdb.DuckDBPyConnection, findings: list[Finding], *,
     members: dict[str, list[str]] = {}
     for fid, root in roots.items():
         members.setdefault(root, []).append(fid)
+    # an edge's two findings are in one component: its reasons belong to that component's root
+    reasons_of: dict[str, set[str]] = {}
+    for a, _b, reason in edges:
+        reasons_of.setdefault(roots[a], set()).add(reason)
     incidents: list[Incident] = []
     of_finding: dict[str, str] = {}
     for ids in members.values():
@@ -190,8 +194,7 @@ def build_incidents(con: duckdb.DuckDBPyConnection, findings: list[Finding], *,
             continue
         group.sort(key=lambda f: (SEVERITY_ORDER.index(f.severity), f.first_seen or "", f.rule))
         lead = group[0]
-        idset = set(ids)
-        reasons = sorted({reason for a, b, reason in edges if a in idset and b in idset})
+        reasons = sorted(reasons_of.get(roots[ids[0]], set()))
         if len(ids) == 1:
             reasons = [f"a single finding: no other finding has its holder with the same or a "
                        f"derived token, the same session or exchange within {_window_text(window)}"]
@@ -216,6 +219,15 @@ def build_incidents(con: duckdb.DuckDBPyConnection, findings: list[Finding], *,
         f.incident = of_finding.get(f.id)
     _store(con, incidents)
     return incidents
+
+
+def _shared_text(mine: dict[str, set[str]], theirs: dict[str, set[str]]) -> str:
+    why = []
+    for label in ("holder", "token", "address"):
+        shared = sorted(mine[label] & theirs[label])
+        if shared:
+            why.append(f"same {label} " + ", ".join(shared))
+    return "; ".join(why)
 
 
 def _relate(incidents: list[Incident], limit: int = RELATED_LIMIT) -> None:
@@ -244,18 +256,11 @@ def _relate(incidents: list[Incident], limit: int = RELATED_LIMIT) -> None:
             for value in values:
                 candidates.update(index[(label, value)][: limit + 1])
         candidates.discard(n)
-        scored = []
-        for m in candidates:
-            theirs = shared_sets[m]
-            why = []
-            for label in ("holder", "token", "address"):
-                shared = sorted(mine[label] & theirs[label])
-                if shared:
-                    why.append(f"same {label} " + ", ".join(shared))
-            scored.append((not (mine["token"] & theirs["token"]), m, "; ".join(why)))
-        scored.sort()
+        # order first (a shared token, then report order); words only for the ones kept
+        scored = sorted((not (mine["token"] & shared_sets[m]["token"]), m) for m in candidates)
         total_known = len(scored)
-        inc.related = [{"id": incidents[m].id, "reason": why} for _, m, why in scored[:limit]]
+        inc.related = [{"id": incidents[m].id, "reason": _shared_text(mine, shared_sets[m])}
+                       for _, m in scored[:limit]]
         inc.related_truncated = total_known > limit or any(
             len(index[(label, value)]) > limit + 1 for label, values in mine.items() for value in values)
 
