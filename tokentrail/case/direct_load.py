@@ -1,8 +1,9 @@
 """The direct load (issue 12): a JSON Lines file too large for the order-keeping stage goes
-straight into `events` in one pass, each row numbered by the reader, its rejects and blank
-lines moved to `rejects` in the same transaction. A mixin of the Ingestor; the staged load
-stays the default below half the memory limit, where it is faster.
-"""
+straight into `events` in one parallel pass. DuckDB keeps insertion order, so the file's rows
+get consecutive rowids in file order and one UPDATE numbers them; rejects and blank lines are
+moved to `rejects` in the same transaction. A mixin of the Ingestor; the staged load stays the
+default below half the memory limit, where it is a little faster (1 M Envoy lines: 10.2-10.6 s
+staged, 11.0 s direct at half the peak memory; the UPDATE costs about 1 s at commit)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from tokentrail.sources.compiler import REJECT_MARK, compile_pipeline, direct_insert_sql, move_rejects_sql
+from tokentrail.sources.compiler import (
+    REJECT_MARK,
+    compile_pipeline,
+    direct_insert_sql,
+    direct_lines_sql,
+    move_rejects_sql,
+)
 from tokentrail.sources.discover import SourceFile
 from tokentrail.sources.mapping import Mapping
 from tokentrail.sources.readers import Reader, drop_csv_rejects
@@ -54,27 +61,31 @@ class DirectLoad:
         numbers around them."""
         con = self.case.con
         sid = src.source_id
-        # Positions come from the reader (`_pos`), not from the order rows reach the table,
-        # so the insert need not keep that order.
-        con.execute("SET preserve_insertion_order = false")
+        # Insertion order is what numbers the lines (direct_lines_sql): keep it, whatever
+        # the session says.
+        con.execute("SET preserve_insertion_order = true")
         try:
-            con.execute(direct_insert_sql(compile_pipeline(mapping, reader, source_id=sid, numbered=True)))
+            con.execute(direct_insert_sql(compile_pipeline(mapping, reader, source_id=sid)))
         finally:
             con.execute("RESET preserve_insertion_order")
         csv_rejects = self._csv_rejects(reader)
-        row = con.execute("SELECT count(*), count(*) FILTER (WHERE format = ?) FROM events "
-                          "WHERE source_id = ?", [REJECT_MARK, sid]).fetchone()
+        row = con.execute("SELECT count(*), count(*) FILTER (WHERE format = ?), min(rowid), "
+                          "max(rowid) FROM events WHERE source_id = ?", [REJECT_MARK, sid]).fetchone()
         total, marked = (int(row[0]), int(row[1])) if row else (0, 0)
+        if total and int(row[3]) - int(row[2]) + 1 != total:
+            raise AssertionError("direct load rowids are not contiguous; line numbers would be wrong")
         unread = max(src.lines - total, 0) if src.lines is not None and reader.path == src.path else 0
         if csv_rejects or unread:
             con.execute("DELETE FROM events WHERE source_id = ?", [sid])
             drop_csv_rejects(con, reader.rejects_table)
             if unread and not csv_rejects and reader.parallel:
-                # The parallel CSV reader lost lines (seen at 10 M lines, at buffer
-                # boundaries): the same load on one thread, still without a stage.
+                # The parallel CSV reader lost lines (seen at 10 M lines in CRLF mode; see
+                # Reader.crlf): the same load on one thread, still without a stage.
                 return self._load_direct(src, replace(reader, parallel=False), salvage_reason,
                                          mapping, result)
             return False
+        if total:
+            con.execute(direct_lines_sql(sid, int(row[2])))
         con.execute(move_rejects_sql(sid))
         if marked:
             con.execute("DELETE FROM events WHERE source_id = ? AND format = ?", [sid, REJECT_MARK])

@@ -86,7 +86,8 @@ class DocumentLoad:
         If the count of such lines is not the count of documents, positions stay."""
         con = self.case.con
         lines = Reader(src.path, "lines", "gzip" if src.gzip else "none",
-                       rejects_table="tt_doc_csv_rejects", parallel=False)
+                       rejects_table="tt_doc_csv_rejects", parallel=False,
+                       crlf=src.has_cr is not False)
         con.execute("CREATE OR REPLACE TEMP TABLE tt_doc_text AS "
                     f"SELECT regexp_matches(raw, '^[{{\\[]') AS opens FROM {lines.lines_sql()}")
         con.execute("CREATE OR REPLACE TEMP TABLE tt_doc_lines AS "

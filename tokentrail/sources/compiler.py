@@ -136,8 +136,7 @@ HOLDER_ID_SQL = (
 BLANK = "blank"  # _reason of a blank line: counted for line numbers, never stored
 
 
-def compile_pipeline(mapping: Mapping, reader: Reader, *, source_id: str,
-                     numbered: bool = False) -> str:
+def compile_pipeline(mapping: Mapping, reader: Reader, *, source_id: str) -> str:
     """One row per input row, in file order: every stored event column except `line`,
     plus `_reason` (NULL for a good event) and `_excerpt` (redacted, rejects only).
     A nested reader's `_doc_line` (the line of a document rejected whole) is kept too, and
@@ -153,7 +152,7 @@ def compile_pipeline(mapping: Mapping, reader: Reader, *, source_id: str,
     )
     # Reader columns beside raw are carried through the explicit select lists; none for the
     # line / array / wrapper readers, whose SQL is exactly what it was before nested reading.
-    pt = "".join(f" {c}," for c in reader.passthrough) + (" _pos," if numbered else "")
+    pt = "".join(f" {c}," for c in reader.passthrough)
     why = " WHEN _why IS NOT NULL THEN _why" if "_why" in reader.passthrough else ""
     drop = ", _why" if "_why" in reader.passthrough else ""
     dkey = " m_dkey AS _dkey," if mapping.dedupe else ""
@@ -161,7 +160,7 @@ def compile_pipeline(mapping: Mapping, reader: Reader, *, source_id: str,
           SELECT raw,{pt}
                  CASE WHEN regexp_matches(raw, '^\\s*\\{{')
                       THEN TRY(json_transform(raw, {lit(mapping.structure_json)})) END AS r
-          FROM ({_numbered(_payload_sql(mapping, reader)) if numbered else _payload_sql(mapping, reader)})
+          FROM ({_payload_sql(mapping, reader)})
         """)
     return f"""
 SELECT * EXCLUDE (raw, r_missing, _workload, line, event_id{drop}),
@@ -194,13 +193,6 @@ FROM (
 )"""
 
 
-def _numbered(reader_sql: str) -> str:
-    """The reader's rows with their position (`_pos`, from 1) in the order it returns them:
-    DuckDB computes `row_number() OVER ()` as a streaming window in source order, so for a
-    JSON Lines reader `_pos` is the line among the lines it returned."""
-    return f"SELECT row_number() OVER () AS _pos, * FROM ({reader_sql})"
-
-
 # A row of the direct load that is not an event (a reject or a blank line): kept in `events`
 # only inside the file's transaction, with its reason in `error` and excerpt in `path`, then
 # moved to `rejects` and deleted (direct_insert_sql). No format name can hold a NUL byte.
@@ -208,11 +200,13 @@ REJECT_MARK = "\x00reject"
 
 
 def direct_insert_sql(pipeline: str) -> str:
-    """Every row of a numbered pipeline straight into `events` (one pass, no stage): events
-    with `line` = their position, rejects and blank lines marked with REJECT_MARK in
-    `format` (reason in `error`, redacted excerpt in `path`) for the caller to move out."""
+    """Every row of the pipeline straight into `events` (one pass, no stage), `line` NULL:
+    DuckDB keeps insertion order, so the file's rows get consecutive rowids in file order and
+    the caller sets `line` from them (direct_lines_sql). Rejects and blank lines are marked
+    with REJECT_MARK in `format` (reason in `error`, redacted excerpt in `path`) for the
+    caller to move out."""
     special = {
-        "line": "_pos",
+        "line": "NULL",
         "format": f"CASE WHEN _reason IS NULL THEN format ELSE {lit(REJECT_MARK)} END",
         "error": "CASE WHEN _reason IS NULL THEN error ELSE _reason END",
         "path": "CASE WHEN _reason IS NULL THEN path ELSE _excerpt END",
@@ -220,6 +214,13 @@ def direct_insert_sql(pipeline: str) -> str:
     cols = ", ".join(STORED_COLUMN_NAMES)
     values = ", ".join(special.get(c, c) for c in STORED_COLUMN_NAMES)
     return f"INSERT INTO events ({cols}) SELECT {values} FROM ({pipeline})"
+
+
+def direct_lines_sql(source_id: str, base: int) -> str:
+    """The direct load's line numbers: each row's position among the file's rows (rowid - base
+    + 1, base the file's first rowid; inside the file's transaction its rows are contiguous)."""
+    return (f"UPDATE events SET line = rowid - {int(base)} + 1 "
+            f"WHERE source_id = {lit(source_id)}")
 
 
 def move_rejects_sql(source_id: str) -> str:

@@ -39,6 +39,9 @@ class SourceFile:
     # The fewest lines DuckDB's CSV reader can return for an uncompressed file (see
     # LineCounter); None when unknown (gzip).
     lines: int | None = None
+    # Does the file hold a CR byte anywhere? None when unknown (gzip). A file without one is
+    # read with LF as the only line end (see readers.Reader.crlf).
+    has_cr: bool | None = None
 
     @property
     def source_id(self) -> str:
@@ -61,18 +64,20 @@ class LineCounter:
     def __init__(self) -> None:
         self.breaks = 0
         self.last = b""
+        self.has_cr = False
 
     def update(self, chunk: bytes) -> None:
         if chunk:
             self.breaks += chunk.count(b"\n")
             self.last = chunk[-1:]
+            self.has_cr = self.has_cr or b"\r" in chunk
 
     @property
     def lines(self) -> int:
         return self.breaks + (1 if self.last not in (b"", b"\n", b"\r") else 0)
 
 
-def _hash_file(path: str) -> tuple[str, int, bool, int | None]:
+def _hash_file(path: str) -> tuple[str, int, bool, LineCounter | None]:
     digest = hashlib.sha256()
     counter = LineCounter()
     size = 0
@@ -86,7 +91,7 @@ def _hash_file(path: str) -> tuple[str, int, bool, int | None]:
             counter.update(chunk)
             size += len(chunk)
     is_gzip = head == GZIP_MAGIC
-    return digest.hexdigest(), size, is_gzip, None if is_gzip else counter.lines
+    return digest.hexdigest(), size, is_gzip, None if is_gzip else counter
 
 
 def spool_stdin(stream: BinaryIO, workdir: str) -> SourceFile:
@@ -112,7 +117,8 @@ def spool_stdin(stream: BinaryIO, workdir: str) -> SourceFile:
         shutil.move(tmp, tmp + ".gz")
         tmp += ".gz"
     return SourceFile(path=tmp, name="<stdin>", sha256=digest.hexdigest(), size=size,
-                      gzip=is_gzip, lines=None if is_gzip else counter.lines)
+                      gzip=is_gzip, lines=None if is_gzip else counter.lines,
+                      has_cr=None if is_gzip else counter.has_cr)
 
 
 IGNORE_FILE = ".tokentrailignore"
@@ -152,12 +158,13 @@ def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None,
             return
         seen.add(key)
         try:
-            sha, size, is_gzip, lines = _hash_file(str(p))
+            sha, size, is_gzip, counter = _hash_file(str(p))
         except OSError as exc:
             bad.append(Unreadable(str(p), exc.strerror or str(exc)))
             return
         found.append(SourceFile(path=str(p), name=str(p), sha256=sha, size=size, gzip=is_gzip,
-                                    lines=lines))
+                                lines=counter.lines if counter else None,
+                                has_cr=counter.has_cr if counter else None))
 
     for raw in paths:
         if raw == "-":

@@ -144,7 +144,7 @@ def plain_despite_magic(src: SourceFile) -> SourceFile:
     with open(src.path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             counter.update(chunk)
-    return replace(src, gzip=False, lines=counter.lines)
+    return replace(src, gzip=False, lines=counter.lines, has_cr=counter.has_cr)
 
 
 def read_damaged(src: SourceFile) -> tuple[bytes, str | None]:
