@@ -51,6 +51,8 @@ def scan_payload(con: duckdb.DuckDBPyConnection, findings: list[Finding],
 def keep_findings(payload: dict[str, Any], keep: set[str]) -> dict[str, Any]:
     """The payload with only the findings in `keep` (baseline, time window); an incident
     keeps its remaining findings and goes when none remain."""
+    if len(keep) == len(payload["findings"]) and all(f["id"] in keep for f in payload["findings"]):
+        return payload  # nothing suppressed (the usual scan): no copy of every incident
     out = {**payload, "findings": [f for f in payload["findings"] if f["id"] in keep]}
     if "incidents" in payload:
         incidents = []

@@ -214,55 +214,86 @@ def build_incidents(con: duckdb.DuckDBPyConnection, findings: list[Finding], *,
         for i in ids:
             of_finding[i] = iid
     incidents.sort(key=lambda i: (SEVERITY_ORDER.index(i.severity), i.first_seen or "", i.id))
-    _relate(incidents)
+    _relate(incidents, con=con)
     for f in findings:
         f.incident = of_finding.get(f.id)
     _store(con, incidents)
     return incidents
 
 
-def _shared_text(mine: dict[str, set[str]], theirs: dict[str, set[str]]) -> str:
-    why = []
-    for label in ("holder", "token", "address"):
-        shared = sorted(mine[label] & theirs[label])
-        if shared:
-            why.append(f"same {label} " + ", ".join(shared))
-    return "; ".join(why)
+# Related incidents in SQL (see _relate): $limit is RELATED_LIMIT, keys n (report order),
+# label (0 holder, 1 token, 2 address) and value.
+_RELATED_SQL = """
+WITH ranked AS (
+    SELECT n, label, value,
+           row_number() OVER (PARTITION BY label, value ORDER BY n) AS pos,
+           count(*) OVER (PARTITION BY label, value) AS cnt
+    FROM _tt_rel_keys
+), cut AS (
+    SELECT n, bool_or(cnt > $limit + 1) AS cut FROM ranked GROUP BY n
+), sets AS (
+    SELECT n, coalesce(list(value) FILTER (WHERE label = 0), []) AS h,
+           coalesce(list(value) FILTER (WHERE label = 1), []) AS t,
+           coalesce(list(value) FILTER (WHERE label = 2), []) AS a
+    FROM _tt_rel_keys GROUP BY n
+), cand AS (
+    SELECT DISTINCT a.n, b.n AS m FROM ranked a
+    JOIN ranked b ON b.label = a.label AND b.value = a.value AND b.pos <= $limit + 1 AND b.n <> a.n
+), scored AS (
+    SELECT c.n, c.m,
+           row_number() OVER (PARTITION BY c.n ORDER BY NOT list_has_any(x.t, y.t), c.m) AS k,
+           count(*) OVER (PARTITION BY c.n) AS total
+    FROM cand c JOIN sets x ON x.n = c.n JOIN sets y ON y.n = c.m
+), kept AS (
+    SELECT s.n, s.m, s.k, s.total, list_intersect(x.h, y.h) AS hs,
+           list_intersect(x.t, y.t) AS ts, list_intersect(x.a, y.a) AS ads
+    FROM scored s JOIN sets x ON x.n = s.n JOIN sets y ON y.n = s.m
+    WHERE s.k <= $limit
+)
+SELECT k.n, list(k.m ORDER BY k.k),
+       list(concat_ws('; ',
+            CASE WHEN len(hs) > 0 THEN 'same holder ' || array_to_string(list_sort(hs), ', ') END,
+            CASE WHEN len(ts) > 0 THEN 'same token ' || array_to_string(list_sort(ts), ', ') END,
+            CASE WHEN len(ads) > 0 THEN 'same address ' || array_to_string(list_sort(ads), ', ') END)
+            ORDER BY k.k),
+       max(k.total) > $limit OR bool_or(c.cut)
+FROM kept k JOIN cut c USING (n) GROUP BY k.n
+"""
 
 
-def _relate(incidents: list[Incident], limit: int = RELATED_LIMIT) -> None:
+def _relate(incidents: list[Incident], limit: int = RELATED_LIMIT,
+            con: duckdb.DuckDBPyConnection | None = None) -> None:
     """Incidents sharing a holder, a token or an address without a link above: say so on
     each, but keep them apart. `incidents` is in report order; each incident lists those
     sharing a token first (the closer tie), then the rest, each group in report order, at most
     `limit` of them (`related_truncated` says the list was cut).
 
     One gateway address can be shared by thousands of incidents, so comparing every pair is
-    out of the question: an index from each token, holder and address to the incidents that
-    have it (in report order) gives the candidates. The first `limit + 1` entries of each
-    index list are enough: an incident's first `limit` related ones are, in every list they
-    appear in, preceded only by the incident itself and by ones ranked before them."""
-    index: dict[tuple[str, str], list[int]] = {}
-    shared_sets = []
-    for n, inc in enumerate(incidents):
-        sets = {"holder": set(inc.holders), "token": set(inc.tokens), "address": set(inc.addresses)}
-        shared_sets.append(sets)
-        for label, values in sets.items():
-            for value in values:
-                index.setdefault((label, value), []).append(n)
-    for n, inc in enumerate(incidents):
-        mine = shared_sets[n]
-        candidates: set[int] = set()
-        for label, values in mine.items():
-            for value in values:
-                candidates.update(index[(label, value)][: limit + 1])
-        candidates.discard(n)
-        # order first (a shared token, then report order); words only for the ones kept
-        scored = sorted((not (mine["token"] & shared_sets[m]["token"]), m) for m in candidates)
-        total_known = len(scored)
-        inc.related = [{"id": incidents[m].id, "reason": _shared_text(mine, shared_sets[m])}
-                       for _, m in scored[:limit]]
-        inc.related_truncated = total_known > limit or any(
-            len(index[(label, value)]) > limit + 1 for label, values in mine.items() for value in values)
+    out of the question: each incident's candidates are the first `limit + 1` incidents of
+    every holder, token and address it has (in report order). That is enough: an incident's
+    first `limit` related ones are, in every such list they appear in, preceded only by the
+    incident itself and by ones ranked before them. Done in SQL: 40 k incidents with 20
+    related each took 3.5 s of Python (bench case), most of it wording 700 k reasons."""
+    keys = [(n, label, value) for n, inc in enumerate(incidents)
+            for label, values in enumerate((inc.holders, inc.tokens, inc.addresses))
+            for value in set(values)]
+    for inc in incidents:
+        inc.related, inc.related_truncated = [], False
+    if not keys:
+        return
+    own = con is None
+    db = duckdb.connect() if con is None else con
+    db.register("_tt_rel_keys", pd.DataFrame(keys, columns=["n", "label", "value"]))
+    try:
+        rows = db.execute(_RELATED_SQL.replace("$limit", str(int(limit)))).fetchall()
+    finally:
+        db.unregister("_tt_rel_keys")
+        if own:
+            db.close()
+    for n, others, reasons, truncated in rows:
+        inc = incidents[n]
+        inc.related = [{"id": incidents[m].id, "reason": r} for m, r in zip(others, reasons, strict=True)]
+        inc.related_truncated = bool(truncated)
 
 
 def _store(con: duckdb.DuckDBPyConnection, incidents: list[Incident]) -> None:
