@@ -43,7 +43,8 @@ def scan_payload(con: duckdb.DuckDBPyConnection, findings: list[Finding],
         "case": case_summary(con),
     }
     if incidents is not None:
-        payload["incidents"] = [jsonable(i.as_dict()) for i in incidents]
+        # an Incident holds only strings, lists of them and a flag: JSON as it is
+        payload["incidents"] = [i.as_dict() for i in incidents]
     payload["findings"] = [jsonable(f.as_dict()) for f in findings]
     return payload
 
