@@ -1099,10 +1099,11 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
 @contextmanager
-def incident_rng() -> Iterator[None]:
-    """Draw from the incidents' own generator, leaving the benign one untouched."""
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Draw from a generator of its own (the incidents', the look-alikes'), leaving the
+    others untouched: each part of the sample stays the same when another one changes."""
     global rng
-    saved, rng = rng, random.Random(INCIDENT_SEED)
+    saved, rng = rng, random.Random(seed)
     try:
         yield
     finally:
@@ -1121,7 +1122,7 @@ class IncidentCast:
 
 
 def incident_cast() -> IncidentCast:
-    """The incidents' people and tokens; call inside `incident_rng()` (first draws)."""
+    """The incidents' people and tokens; call inside `seeded_rng(INCIDENT_SEED)` (first draws)."""
     notebook = Pod("notebook-bob-0", "sandbox", "notebook", "10.42.10.23", "worker-1")
     cli0 = kc_token("CLI0", at("09:05:41.206"), sub=ALICE["id"], azp=CLI_CLIENT,
                     aud=["tasks-api"], scope=CLI_SCOPE)
@@ -1213,7 +1214,7 @@ def build_incidents(keycloak: list[dict[str, Any]], cloudtrail: dict[str, Any],
                     k8s: list[dict[str, Any]]) -> IncidentCast:
     """Add every incident to the benign records (gateway and mcp-files lines go to their
     module lists); returns the cast for EXPECTED.json."""
-    with incident_rng():
+    with seeded_rng(INCIDENT_SEED):
         cast = incident_cast()
         files_api = "files-api.acme.example"
 
@@ -1565,17 +1566,6 @@ ERIN_PHONE_2 = "192.0.2.211"
 ERIN_PHONE_3 = "192.0.2.212"
 
 
-@contextmanager
-def lookalike_rng() -> Iterator[None]:
-    """Draw from the look-alikes' own generator, leaving the other two untouched."""
-    global rng
-    saved, rng = rng, random.Random(LOOKALIKE_SEED)
-    try:
-        yield
-    finally:
-        rng = saved
-
-
 @dataclass
 class Lookalikes:
     pairs: list[tuple[str, str, str, str]]  # token, holder, class, why
@@ -1604,7 +1594,7 @@ def build_lookalikes(keycloak: list[dict[str, Any]], okta: list[dict[str, Any]])
                         "pairs": [{"token_key": t, "holder_id": h}
                                   for t, h in [(m[0], m[1]) for m in made] + list(also)]})
 
-    with lookalike_rng():
+    with seeded_rng(LOOKALIKE_SEED):
         orders_as = "aus" + alnum(17)
         issuer = f"{OKTA_ORG}/oauth2/{orders_as}"
         orders_app, reports_app, cli_app = ("0oa" + alnum(17) for _ in range(3))
@@ -1941,7 +1931,7 @@ def print_ids() -> None:
         ("DEPLOY", KEY_DEPLOY, "AssumeRole by acme-ci", "GitHub Actions (role acme-deploy)"),
         ("EC2", KEY_EC2, "none (IMDSv2)", f"instance {EC2_INSTANCE} (acme-artifacts-api)"),
     ]
-    with incident_rng():
+    with seeded_rng(INCIDENT_SEED):
         cast = incident_cast()
     rows += [
         ("CLI0", cast.cli0.jti, "Keycloak CODE_TO_TOKEN (public client agents-cli)",

@@ -43,6 +43,18 @@ def make_jwt(claims: dict[str, object]) -> str:
     return jwt.encode(claims, "test-key-" + "x" * 32, algorithm="HS256")
 
 
+def cli_ingest(db: str, *inputs: tuple[Path, str]) -> None:
+    """`tokentrail ingest FILE --format FMT --db DB -q` for each (file, format), each succeeding."""
+    from click.testing import CliRunner
+
+    from tokentrail.cli import main
+
+    runner = CliRunner()
+    for path, fmt in inputs:
+        r = runner.invoke(main, ["ingest", str(path), "--format", fmt, "--db", db, "-q"])
+        assert r.exit_code == 0, r.output
+
+
 def write_jsonl(path: Path, records: list[object]) -> Path:
     with open(path, "w", encoding="utf-8") as fh:
         for r in records:

@@ -12,7 +12,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import FIXTURES
+from conftest import FIXTURES, cli_ingest
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
@@ -85,10 +85,8 @@ def test_trace_shows_issue_refresh_exchange_as_one_lineage(case):
 
 def test_trace_cli_marks_the_inferred_edge(tmp_path):
     db = str(tmp_path / "c.duckdb")
+    cli_ingest(db, (DIR / "events.json", "keycloak"), (DIR / "gateway.jsonl", "tokentrail"))
     runner = CliRunner()
-    for path, fmt in ((DIR / "events.json", "keycloak"), (DIR / "gateway.jsonl", "tokentrail")):
-        r = runner.invoke(main, ["ingest", str(path), "--format", fmt, "--db", db, "-q"])
-        assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["trace", AT2, "--db", db], env={"NO_COLOR": "1"})
     assert r.exit_code == 0, r.output
     assert f"exchange (inferred) token {XT1}" in r.output

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 from click.testing import CliRunner
-from conftest import FIXTURES
+from conftest import FIXTURES, cli_ingest
 
 from tokentrail import Case
 from tokentrail.analyse import analyse
@@ -150,10 +150,8 @@ def test_sample_sessions_are_what_the_raw_logs_say():
 
 def test_sessions_command(tmp_path):
     db = str(tmp_path / "c.duckdb")
+    cli_ingest(db, (DIR / "events.json", "keycloak"), (DIR / "gateway.jsonl", "tokentrail"))
     runner = CliRunner()
-    for path, fmt in ((DIR / "events.json", "keycloak"), (DIR / "gateway.jsonl", "tokentrail")):
-        r = runner.invoke(main, ["ingest", str(path), "--format", fmt, "--db", db, "-q"])
-        assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["sessions", "--db", db, "--format", "json"])
     assert r.exit_code == 0, r.output
     rows = {row["session_id"]: row for row in json.loads(r.output)}

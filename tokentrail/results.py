@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import duckdb
@@ -18,30 +19,41 @@ FINDING_CSV_COLUMNS = ("id", "severity", "rule", "title", "classification", "con
                        "incident")
 
 
-def case_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    row = con.execute("""
-        SELECT (SELECT count(*) FROM events), (SELECT count(DISTINCT token_key) FROM events),
-               (SELECT count(DISTINCT holder_id) FROM events), (SELECT count(*) FROM rejects),
-               (SELECT min(ts) FROM events), (SELECT max(ts) FROM events)""").fetchone()
-    assert row is not None
-    sources = con.execute(
-        "SELECT path, format, events, rejects, sha256 FROM sources ORDER BY path").fetchall()
+# The scan document's `case` object; the Spark engine runs the same two queries.
+CASE_COUNTS_SQL = """
+    SELECT (SELECT count(*) FROM events), (SELECT count(DISTINCT token_key) FROM events),
+           (SELECT count(DISTINCT holder_id) FROM events), (SELECT count(*) FROM rejects),
+           (SELECT min(ts) FROM events), (SELECT max(ts) FROM events)"""
+CASE_SOURCES_SQL = "SELECT path, format, events, rejects, sha256 FROM sources ORDER BY path"
+
+
+def summary_of(counts: Sequence[Any], sources: Iterable[Sequence[Any]]) -> dict[str, Any]:
+    """The `case` object from the rows of CASE_COUNTS_SQL and CASE_SOURCES_SQL."""
     return {
-        "events": row[0], "tokens": row[1], "holders": row[2], "rejects": row[3],
-        "time_range": jsonable([row[4], row[5]]),
+        "events": counts[0], "tokens": counts[1], "holders": counts[2], "rejects": counts[3],
+        "time_range": jsonable([counts[4], counts[5]]),
         "sources": [{"path": s[0], "format": s[1], "events": s[2], "rejects": s[3], "sha256": s[4]}
                     for s in sources],
     }
 
 
+def case_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    row = con.execute(CASE_COUNTS_SQL).fetchone()
+    assert row is not None
+    return summary_of(row, con.execute(CASE_SOURCES_SQL).fetchall())
+
+
 def scan_payload(con: duckdb.DuckDBPyConnection, findings: list[Finding],
                  incidents: list[Incident] | None = None) -> dict[str, Any]:
-    """DESIGN.md's scan document; `incidents` (additive) lists the incidents, and each
-    finding names its own in `incident`."""
-    payload: dict[str, Any] = {
-        "tool": {"name": "tokentrail", "version": __version__},
-        "case": case_summary(con),
-    }
+    """DESIGN.md's scan document for a DuckDB case."""
+    return scan_document(case_summary(con), findings, incidents)
+
+
+def scan_document(case: dict[str, Any], findings: list[Finding],
+                  incidents: list[Incident] | None = None) -> dict[str, Any]:
+    """The scan document from its `case` object (either engine); `incidents` (additive)
+    lists the incidents, and each finding names its own in `incident`."""
+    payload: dict[str, Any] = {"tool": {"name": "tokentrail", "version": __version__}, "case": case}
     if incidents is not None:
         # an Incident holds only strings, lists of them and a flag: JSON as it is
         payload["incidents"] = [i.as_dict() for i in incidents]

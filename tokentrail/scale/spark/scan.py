@@ -12,9 +12,8 @@ from typing import Any
 import duckdb
 import orjson
 
-from tokentrail import __version__
 from tokentrail.errors import CaseError
-from tokentrail.output import jsonable
+from tokentrail.results import CASE_COUNTS_SQL, CASE_SOURCES_SQL, scan_document, summary_of
 from tokentrail.rules.findings import Finding
 from tokentrail.rules.incidents import Incident, build_incidents
 from tokentrail.rules.model import HIT_COLUMNS, Rule
@@ -156,19 +155,8 @@ def build_findings(conn: SparkConnection, rules: list[Rule],
 
 def case_summary(conn: SparkConnection) -> dict[str, Any]:
     """results.case_summary, computed on Spark."""
-    row = conn.spark.sql("""
-        SELECT (SELECT count(*) FROM events), (SELECT count(DISTINCT token_key) FROM events),
-               (SELECT count(DISTINCT holder_id) FROM events), (SELECT count(*) FROM rejects),
-               (SELECT min(ts) FROM events), (SELECT max(ts) FROM events)""").collect()[0]
-    values = [python_value(v) for v in row]
-    sources = conn.spark.sql(
-        "SELECT path, format, events, rejects, sha256 FROM sources ORDER BY path").collect()
-    return {
-        "events": values[0], "tokens": values[1], "holders": values[2], "rejects": values[3],
-        "time_range": jsonable([values[4], values[5]]),
-        "sources": [{"path": s[0], "format": s[1], "events": s[2], "rejects": s[3], "sha256": s[4]}
-                    for s in sources],
-    }
+    row = conn.spark.sql(CASE_COUNTS_SQL).collect()[0]
+    return summary_of([python_value(v) for v in row], conn.spark.sql(CASE_SOURCES_SQL).collect())
 
 
 @dataclass
@@ -235,10 +223,7 @@ def scan_lake(location: str, *, spark: Any = None, master: str = DEFAULT_MASTER,
         timings["rules"] = clock() - t
         t = clock()
         findings, incidents = build_findings(conn, rules, hits)
-        payload = {"tool": {"name": "tokentrail", "version": __version__},
-                   "case": case_summary(conn),
-                   "incidents": [jsonable(i.as_dict()) for i in incidents],
-                   "findings": [jsonable(f.as_dict()) for f in findings]}
+        payload = scan_document(case_summary(conn), findings, incidents)
         pairs = [(r[0], r[1], r[2], r[3]) for r in session.sql(
             "SELECT token_key, holder_id, classification, confidence FROM token_holders").collect()]
         timings["findings"] = clock() - t
