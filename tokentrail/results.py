@@ -57,7 +57,8 @@ def scan_document(case: dict[str, Any], findings: list[Finding],
     if incidents is not None:
         # an Incident holds only strings, lists of them and a flag: JSON as it is
         payload["incidents"] = [i.as_dict() for i in incidents]
-    payload["findings"] = [jsonable(f.as_dict()) for f in findings]
+    # plain values but for what output.json_bytes converts while it writes (no jsonable pass)
+    payload["findings"] = [f.as_dict() for f in findings]
     return payload
 
 

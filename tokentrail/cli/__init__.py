@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 findings at or above --fail-on; 2 usage error; 3 input err
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import sys
 from typing import Any, NoReturn
@@ -137,6 +138,13 @@ class TokentrailGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
         _watch_interrupts()
+        # The cyclic garbage collector is paused while a command runs: a scan holds millions
+        # of short-lived, acyclic objects (findings, incidents, their JSON), and each full
+        # collection walks all of them to reclaim nothing (1 M-event bench case: 14 full
+        # collections, 0 objects collected, ~2 s of a 16 s scan). Reference counting still
+        # frees everything; the previous state is restored for in-process callers (tests).
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             result = super().main(*args, **kwargs)
         except SystemExit as exc:
@@ -145,6 +153,9 @@ class TokentrailGroup(click.Group):
         except BaseException as exc:  # everything invoke() lets through
             self._handle(exc)
             raise
+        finally:
+            if collecting:
+                gc.enable()
         self._flush_stdout()
         return result
 

@@ -17,7 +17,7 @@ from rich.table import Table
 from tokentrail.case.store import Case
 
 from ..errors import CaseError, UsageError
-from ..output import ROW_FORMATS, cell_text, sanitize_terminal, write_rows
+from ..output import ROW_FORMATS, cell_text, json_bytes, sanitize_terminal, write_rows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -183,6 +183,19 @@ def open_output(path: str) -> Iterator[Any]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json(stream: Any, value: Any) -> None:
+    """`value` as indented JSON and a newline. The bytes go to the stream's binary buffer when
+    it has one: a scan document can be hundreds of MB, and decoding it to str only for the
+    text layer to encode it again cost ~0.5 s per 200 MB."""
+    data = json_bytes(value, indent=True)
+    raw = getattr(stream, "buffer", None)
+    if raw is None:
+        stream.write(data.decode())
+        return
+    stream.flush()
+    raw.write(data)
 
 
 def emit_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, output: str,

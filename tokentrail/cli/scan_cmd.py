@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 from rich.table import Table
 
 from tokentrail.case.ingest import Ingestor
@@ -19,7 +18,7 @@ from tokentrail.scale.lake import is_lake
 from ..analyse import analyse
 from ..errors import ExitCode, InputError, UsageError
 from ..export import ocsf_findings, sarif_log
-from ..output import cell_text, write_rows
+from ..output import cell_text, json_bytes, write_rows
 from ..results import FINDING_CSV_COLUMNS, finding_rows, keep_findings, scan_payload
 from ..rules import load_rules
 from ..rules.model import SEVERITIES
@@ -34,6 +33,7 @@ from .common import (
     policy_option,
     progress_bar,
     say,
+    write_json,
 )
 from .render import print_incidents
 
@@ -229,15 +229,14 @@ def _emit(findings: list[Any], payload: dict[str, Any], fmt: str, output: str,
         if fmt == "sarif":
             doc = sarif_log(findings, rules or [],
                             base_dir=Path(sarif_root) if sarif_root else None, origin=Path.cwd())
-            stream.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+            write_json(stream, doc)
         elif fmt == "ocsf":
-            stream.write(orjson.dumps(ocsf_findings(findings), option=orjson.OPT_INDENT_2).decode()
-                         + "\n")
+            write_json(stream, ocsf_findings(findings))
         elif fmt == "json":
-            stream.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
+            write_json(stream, payload)
         elif fmt == "jsonl":
             for f in payload["findings"]:
-                stream.write(orjson.dumps(f).decode() + "\n")
+                stream.write(json_bytes(f).decode() + "\n")
         elif fmt == "csv":
             write_rows(FINDING_CSV_COLUMNS, finding_rows(findings), "csv", stream)
         elif not wide and payload.get("incidents") is not None:

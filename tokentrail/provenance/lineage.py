@@ -202,12 +202,17 @@ WITH p AS (
     -- repeats one request thousands of times (a retry storm, a file ingested twice, a replay
     -- tool) would make the self-joins below quadratic in its copies. Identical copies judge
     -- alike, so each distinct (token, request, holder, path, resource, time) is joined once
-    -- and the verdict carried back to every copy.
+    -- and the verdict carried back to every copy. Only requests (traces) that more than
+    -- one holder presented the token for can be relays: the rest never reach the joins.
     SELECT DISTINCT token_key, request_id, holder_id, path, resource, ts, hop_capable
-    FROM p WHERE request_id IS NOT NULL
+    FROM p SEMI JOIN (SELECT token_key, request_id FROM p WHERE request_id IS NOT NULL
+                      GROUP BY token_key, request_id HAVING min(holder_id) <> max(holder_id)) shared
+         USING (token_key, request_id)
 ), trc AS (
     SELECT DISTINCT token_key, trace_id, request_id, holder_id, path, resource, ts, hop_capable
-    FROM p WHERE trace_id IS NOT NULL
+    FROM p SEMI JOIN (SELECT token_key, trace_id FROM p WHERE trace_id IS NOT NULL
+                      GROUP BY token_key, trace_id HAVING min(holder_id) <> max(holder_id)) shared
+         USING (token_key, trace_id)
 ), req_relayed AS (
     -- two equi-joins (request id, trace id) instead of one OR join: hash joins, not a
     -- token-wide cross product

@@ -222,7 +222,12 @@ def build_incidents(con: duckdb.DuckDBPyConnection, findings: list[Finding], *,
 
 
 # Related incidents in SQL (see _relate): $limit is RELATED_LIMIT, keys n (report order),
-# label (0 holder, 1 token, 2 address) and value.
+# label (0 holder, 1 token, 2 address) and value. Each incident keeps its `limit` smallest
+# candidates by (shares no token, report order), packed into one BIGINT so that `min(x, n)`
+# picks them in one hash aggregate (a window over every candidate pair sorted them all).
+# "Shares a token" is known from the candidate join itself: a kept candidate that shares a
+# token is, in that token's list, preceded only by incidents that also share it and rank
+# before it, so it is within the list's first limit + 1 and the join saw that token.
 _RELATED_SQL = """
 WITH ranked AS (
     SELECT n, label, value,
@@ -231,24 +236,25 @@ WITH ranked AS (
     FROM _tt_rel_keys
 ), cut AS (
     SELECT n, bool_or(cnt > $limit + 1) AS cut FROM ranked GROUP BY n
+), cand AS (
+    SELECT a.n, b.n AS m, bool_or(a.label = 1) AS tok FROM ranked a
+    JOIN ranked b ON b.label = a.label AND b.value = a.value AND b.pos <= $limit + 1 AND b.n <> a.n
+    GROUP BY a.n, b.n
+), top AS (
+    SELECT n, count(*) AS total, min(((NOT tok)::BIGINT << 40) | m, $limit) AS packed
+    FROM cand GROUP BY n
+), kept AS (
+    SELECT t.n, t.total, u.k, u.key & ((1::BIGINT << 40) - 1) AS m
+    FROM top t, unnest(t.packed) WITH ORDINALITY AS u(key, k)
 ), sets AS (
     SELECT n, coalesce(list(value) FILTER (WHERE label = 0), []) AS h,
            coalesce(list(value) FILTER (WHERE label = 1), []) AS t,
            coalesce(list(value) FILTER (WHERE label = 2), []) AS a
     FROM _tt_rel_keys GROUP BY n
-), cand AS (
-    SELECT DISTINCT a.n, b.n AS m FROM ranked a
-    JOIN ranked b ON b.label = a.label AND b.value = a.value AND b.pos <= $limit + 1 AND b.n <> a.n
-), scored AS (
-    SELECT c.n, c.m,
-           row_number() OVER (PARTITION BY c.n ORDER BY NOT list_has_any(x.t, y.t), c.m) AS k,
-           count(*) OVER (PARTITION BY c.n) AS total
-    FROM cand c JOIN sets x ON x.n = c.n JOIN sets y ON y.n = c.m
-), kept AS (
-    SELECT s.n, s.m, s.k, s.total, list_intersect(x.h, y.h) AS hs,
+), shared AS (
+    SELECT k.n, k.m, k.k, k.total, list_intersect(x.h, y.h) AS hs,
            list_intersect(x.t, y.t) AS ts, list_intersect(x.a, y.a) AS ads
-    FROM scored s JOIN sets x ON x.n = s.n JOIN sets y ON y.n = s.m
-    WHERE s.k <= $limit
+    FROM kept k JOIN sets x ON x.n = k.n JOIN sets y ON y.n = k.m
 )
 SELECT k.n, list(k.m ORDER BY k.k),
        list(concat_ws('; ',
@@ -257,7 +263,7 @@ SELECT k.n, list(k.m ORDER BY k.k),
             CASE WHEN len(ads) > 0 THEN 'same address ' || array_to_string(list_sort(ads), ', ') END)
             ORDER BY k.k),
        max(k.total) > $limit OR bool_or(c.cut)
-FROM kept k JOIN cut c USING (n) GROUP BY k.n
+FROM shared k JOIN cut c USING (n) GROUP BY k.n
 """
 
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
-import orjson
 
 from tokentrail.errors import CaseError
+from tokentrail.output import json_bytes
 from tokentrail.results import CASE_COUNTS_SQL, CASE_SOURCES_SQL, scan_document, summary_of
 from tokentrail.rules.findings import Finding
 from tokentrail.rules.incidents import Incident, build_incidents
@@ -236,4 +236,4 @@ def scan_lake(location: str, *, spark: Any = None, master: str = DEFAULT_MASTER,
 
 
 def payload_json(scan: SparkScan) -> bytes:
-    return orjson.dumps(scan.payload, option=orjson.OPT_INDENT_2) + b"\n"
+    return json_bytes(scan.payload, indent=True)
