@@ -88,3 +88,52 @@ def test_a_failure_after_the_direct_insert_rolls_the_file_back(tmp_path, monkeyp
                                   [mod.REJECT_MARK]).fetchone()[0]
     assert status == {"a.jsonl": "ingested", "gateway.jsonl": "failed"}
     assert count == len(SAMPLE.read_text().splitlines()) and marked == 0
+
+
+def _memory_limit(case: Case) -> str:
+    return case.con.execute("SELECT value FROM duckdb_settings() WHERE name = 'memory_limit'"
+                            ).fetchone()[0]
+
+
+def test_a_direct_load_runs_under_its_own_memory_cap_and_gives_the_case_its_limit_back(
+        tmp_path, monkeypatch):
+    # Peak memory must not follow the file's size (issue 12): the direct insert runs under
+    # DIRECT_LOAD_MEMORY, and the case's limit is back for the next file, and for a scan.
+    import tokentrail.case.direct_load as mod
+
+    monkeypatch.setenv("TOKENTRAIL_DIRECT_LOAD_BYTES", "0")
+    monkeypatch.setattr(mod, "DIRECT_LOAD_MEMORY", 300 << 20)
+    real, seen = mod.direct_insert_sql, []
+    cases: list[Case] = []
+
+    def spy(pipeline: str) -> str:
+        seen.append(_memory_limit(cases[0]))
+        return real(pipeline)
+
+    monkeypatch.setattr(mod, "direct_insert_sql", spy)
+    good = tmp_path / "a.jsonl"
+    good.write_text(SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    other = tmp_path / "b.jsonl"
+    other.write_text(SAMPLE.read_text(encoding="utf-8").replace("acme", "acne"), encoding="utf-8")
+    with Case(memory_limit="2GB") as case:
+        cases.append(case)
+        before = _memory_limit(case)
+        report = ingest(case, [str(good), str(other)])
+        after = _memory_limit(case)
+    assert [f.status for f in report.files] == ["ingested", "ingested"]
+    assert seen == ["300.0 MiB", "300.0 MiB"]
+    assert before == after == "1.8 GiB"
+
+
+def test_a_failed_direct_load_gives_the_case_its_memory_limit_back(tmp_path, monkeypatch):
+    import tokentrail.case.direct_load as mod
+
+    monkeypatch.setenv("TOKENTRAIL_DIRECT_LOAD_BYTES", "0")
+    monkeypatch.setattr(mod, "DIRECT_LOAD_MEMORY", 300 << 20)
+    monkeypatch.setattr(mod, "move_rejects_sql",
+                        lambda sid: "INSERT INTO rejects SELECT error('simulated crash')")
+    with Case(memory_limit="2GB") as case:
+        report = ingest(case, [str(_messy_file(tmp_path))])
+        after = _memory_limit(case)
+    assert report.files[0].status == "failed"
+    assert after == "1.8 GiB"

@@ -223,6 +223,7 @@ class Ingestor(DocumentLoad, DirectLoad):
                 if not (src.gzip and reader.reads_lines):
                     raise
                 # A damaged gzip: keep every line that decompressed before the damage.
+                self.restore_memory()
                 reader, salvage_reason = salvage_gzip_lines(src, workdir, reader)
                 with self.case.transaction():
                     self._load(src, reader, salvage_reason, mapping, result)
@@ -230,6 +231,8 @@ class Ingestor(DocumentLoad, DirectLoad):
             result.status = "failed"
             result.message = "cannot read: " + redact_text(str(exc).splitlines()[0])
             return result
+        finally:
+            self.restore_memory()
         if result.events == 0:
             result.status = "empty"
             result.message = result.message or (

@@ -171,6 +171,7 @@ class Case:
             or default_memory_limit(),
             "temp_directory": self._spill,
         }
+        self.memory_limit = str(config["memory_limit"])  # as opened (DuckDB prints it rounded)
         try:
             self.con = self._connect_waiting(config, wait, on_wait)
         finally:
