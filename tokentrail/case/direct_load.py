@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 DIRECT_LOAD_MEMORY = 1 << 30
 """DuckDB's memory_limit during a direct load, when the case's is higher, so that a file's
 size does not set the peak. Given the whole limit the parallel, order-keeping insert takes it
-for little gain (measured, 3.8 GiB limit, alternating runs: 10 M Envoy lines 136.8 s at 3.04
-GiB peak against 144.5 s at 1.63 GiB under this cap; 3 M lines 44.0-52.3 s at 1.39-1.49 GiB
-against 47.7-54.2 s at 1.21-1.24 GiB)."""
+for little gain (measured, 3.8 GiB limit, alternating runs: 10 M Envoy lines 136.8 s at 3038
+MiB peak against 144.5 s at 1596 MiB under this cap; 3 M lines 44.0-52.3 s at 1355-1459 MiB
+against 47.7-54.2 s at 1185-1208 MiB)."""
 
 
 class DirectLoad:
