@@ -257,3 +257,30 @@ nat = ["198.51.100.0/28"]
     assert got["spiffe://acme.example/ns/infra/sa/egress"] == ("transport", 0.9)
     nat_class, nat_conf = got["ip:198.51.100.3"]
     assert nat_class == "suspicious" and nat_conf <= 0.3
+
+
+def test_sole_internal_presenter_of_a_pod_bound_token_is_its_owner(tmp_path):
+    # A pod-bound service-account token used from one address inside the network, nobody
+    # else: most plausibly the pod itself, with the confidence of an unattested address.
+    pod = dict(pod="payments/reporter-5c6d7f-abcde", exp="2026-11-02T10:00:00Z")
+    got = classes(tmp_path, [
+        ev("00:05", "use", "sa1", src_ip="10.42.3.7", user_agent="reporter/1.4", **pod),
+        ev("00:35", "use", "sa1", src_ip="10.42.3.7", user_agent="reporter/1.4", **pod),
+    ])
+    ((pair, (cls, conf, reasons)),) = got.items()
+    assert pair[1].startswith("ip:10.42.3.7")
+    assert (cls, conf) == ("owner", 0.6)
+    assert any("sole presenter, inside the network, of a token bound to pod "
+               "payments/reporter-5c6d7f-abcde" in r for r in reasons)
+
+
+def test_two_internal_presenters_of_a_pod_bound_token_are_not_each_its_owner(tmp_path):
+    pod = dict(pod="payments/reporter-5c6d7f-abcde", exp="2026-11-02T10:00:00Z")
+    got = classes(tmp_path, [
+        ev("00:05", "use", "sa1", src_ip="10.42.3.7", user_agent="reporter/1.4", **pod),
+        ev("00:35", "use", "sa1", src_ip="10.42.9.9", user_agent="reporter/1.4", **pod),
+    ])
+    assert len(got) == 2
+    for cls, _conf, reasons in got.values():
+        assert cls != "owner"
+        assert not any("sole presenter, inside the network" in r for r in reasons)

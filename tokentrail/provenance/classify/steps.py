@@ -127,9 +127,8 @@ WITH facts AS (
              AS session_theft,
          (SELECT so.reason FROM _tt_session_owner so
           WHERE so.token_key = th.token_key AND so.holder_id = th.holder_id) AS session_login,
-         coalesce(th.holder_tier = 'network' AND {_private(ip)} AND count(*) FILTER (
-             WHERE th.holder_tier = 'network' AND {_private(ip)}) OVER (PARTITION BY th.token_key) = 1,
-             false) AS sole_internal,
+         coalesce(th.holder_tier = 'network' AND {_private(ip)} AND p.internal = 1, false)
+             AS sole_internal,
          -- One device moving between networks (_tt_handover, built in classify()).
          (SELECT 'moved networks: presented from ' || {ip} || ' with the same user agent as its owner '
                  || ho.owner_id || ' (' || th.user_agents[1] || '), never at the same time as another '
@@ -145,7 +144,10 @@ WITH facts AS (
                     THEN split_part(holder_id, '/', 1) ELSE holder_id END) AS presenters,
                     -- one egress pool: every presenter an address of one /24
                     count(DISTINCT CASE WHEN starts_with(holder_id, 'ip:')
-                    THEN {_net24("split_part(substr(holder_id, 4), '/', 1)")} ELSE holder_id END) AS nets
+                    THEN {_net24("split_part(substr(holder_id, 4), '/', 1)")} ELSE holder_id END) AS nets,
+                    -- network holders inside the network (an aggregate, not a window per row)
+                    count(*) FILTER (WHERE holder_tier = 'network'
+                                     AND {_private(_holder_ip('holder_id'))}) AS internal
              FROM token_holders GROUP BY token_key) p ON p.token_key = th.token_key
 ), decided AS (
   SELECT *,
