@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from tokentrail import Case
 from tokentrail.case.ingest import ingest
 

@@ -4,8 +4,8 @@ replicas, egress pools, retries and roaming devices is not concurrent theft; str
 from __future__ import annotations
 
 import pytest
-
 from conftest import REPO
+
 from tokentrail import Case
 from tokentrail.analyse import analyse
 from tokentrail.case.ingest import ingest

@@ -11,11 +11,10 @@ from decimal import Decimal
 import orjson
 import pytest
 from click.testing import CliRunner
+from conftest import REPO
 
 from tokentrail.cli import main
 from tokentrail.output import json_bytes, jsonable
-
-from conftest import REPO
 
 MIXED = {
     "ts": datetime(2026, 3, 1, 9, 30, 5, tzinfo=timezone(timedelta(hours=2))),
@@ -46,7 +45,8 @@ def test_json_bytes_refuses_what_it_cannot_write():
 
 def test_the_cli_restores_garbage_collection_for_in_process_callers():
     assert gc.isenabled()
-    result = CliRunner().invoke(main, ["scan", str(REPO / "sample-logs"), "--format", "json", "--fail-on", "none", "-q"])
+    result = CliRunner().invoke(main, ["scan", str(REPO / "sample-logs"), "--format", "json",
+                                       "--fail-on", "none", "-q"])
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.stdout)["findings"]
     assert gc.isenabled()
