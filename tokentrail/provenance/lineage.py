@@ -94,32 +94,40 @@ FROM ranked WHERE rn = 1
 
 TOKENS_SQL = f"""
 CREATE OR REPLACE TABLE tokens AS
-WITH issuance AS (
-    SELECT token_key,
-           arg_min(kind, ts) AS issue_kind,
-           min(ts) AS issued_at,
-           arg_min(event_id, ts) AS issue_event_id,
-           arg_min(holder_id, ts) AS issued_to_holder,
-           arg_min(holder_tier, ts) AS issued_to_tier,
-           arg_min(src_ip, ts) AS issued_ip,
-           arg_min(client_id, ts) AS issued_client_id,
-           arg_min(pa.parent_key, ts) AS parent_token_key,
-           arg_min(format, ts) AS issued_by_format,
-           arg_min(user_agent, ts) AS issued_user_agent,
-           -- the issuing app's display name when the IdP logs it (Okta actor.displayName)
-           arg_min(extra->>'client_name', ts) FILTER (WHERE extra->>'client_name' IS NOT NULL)
-               AS client_name,
-           -- the IdP session the token was issued in (sid, Okta externalSessionId, ...)
-           arg_min(session_id, ts) FILTER (WHERE session_id IS NOT NULL) AS issued_session_id
+WITH issued AS (
+    -- Issuance events in time order, equal times by event id: `rk` is unique per token, so
+    -- every arg_min below takes the same event on every run (arg_min over equal times keeps
+    -- whichever tied row a thread saw first).
+    SELECT token_key, kind, ts, event_id, holder_id, holder_tier, src_ip, client_id,
+           pa.parent_key, format, user_agent, extra->>'client_name' AS client_name, session_id,
+           row_number() OVER (PARTITION BY token_key ORDER BY ts, event_id) AS rk
     -- inferred parents stay in links (basis 'inferred'): tokens.parent_token_key is what the
     -- logs say, directly or through the refresh token minted with the parent
     FROM events LEFT JOIN (SELECT event_id, parent_key FROM _tt_parents
                            WHERE basis <> 'inferred') pa USING (event_id)
     WHERE kind IN {ISSUANCE_KINDS} AND token_key IS NOT NULL
       AND coalesce(outcome, 'success') <> 'failure'
+), issuance AS (
+    SELECT token_key,
+           arg_min(kind, rk) AS issue_kind,
+           min(ts) AS issued_at,
+           arg_min(event_id, rk) AS issue_event_id,
+           arg_min(holder_id, rk) AS issued_to_holder,
+           arg_min(holder_tier, rk) AS issued_to_tier,
+           arg_min(src_ip, rk) AS issued_ip,
+           arg_min(client_id, rk) AS issued_client_id,
+           arg_min(parent_key, rk) AS parent_token_key,
+           arg_min(format, rk) AS issued_by_format,
+           arg_min(user_agent, rk) AS issued_user_agent,
+           -- the issuing app's display name when the IdP logs it (Okta actor.displayName)
+           arg_min(client_name, rk) FILTER (WHERE client_name IS NOT NULL) AS client_name,
+           -- the IdP session the token was issued in (sid, Okta externalSessionId, ...)
+           arg_min(session_id, rk) FILTER (WHERE session_id IS NOT NULL) AS issued_session_id
+    FROM issued
     GROUP BY token_key
 ), revocation AS (
-    SELECT token_key, min(ts) AS revoked_at, arg_min(event_id, ts) AS revoke_event_id
+    SELECT token_key, min(ts) AS revoked_at,
+           (list(event_id ORDER BY ts, event_id))[1] AS revoke_event_id
     FROM events
     WHERE kind = 'revoke' AND token_key IS NOT NULL
       AND coalesce(outcome, 'success') <> 'failure'

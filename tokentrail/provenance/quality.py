@@ -76,21 +76,29 @@ WHERE events.token_id = c.token_id AND events.issuer IS NOT NULL
 
 DATA_QUALITY_SQL = f"""
 CREATE OR REPLACE TABLE data_quality AS
-WITH example AS (
-    SELECT coalesce(token_id, 'fp:' || token_fp) AS token_key,
-           arg_min(holder_id, ts) AS holder_id, min(ts) AS first_seen, max(ts) AS last_seen,
-           count(*) AS count, list(event_id ORDER BY ts, event_id) AS event_ids,
-           count(DISTINCT holder_id) AS holders
+WITH example_events AS (
+    -- rk: time order, equal times by event id, so the first holder is the same on every run
+    SELECT coalesce(token_id, 'fp:' || token_fp) AS token_key, holder_id, ts, event_id,
+           row_number() OVER (PARTITION BY coalesce(token_id, 'fp:' || token_fp)
+                              ORDER BY ts, event_id) AS rk
     FROM events WHERE {EXAMPLE_WHERE}
-    GROUP BY coalesce(token_id, 'fp:' || token_fp)
+), example AS (
+    SELECT token_key, arg_min(holder_id, rk) AS holder_id, min(ts) AS first_seen,
+           max(ts) AS last_seen, count(*) AS count, list(event_id ORDER BY ts, event_id) AS event_ids,
+           count(DISTINCT holder_id) AS holders
+    FROM example_events GROUP BY token_key
+), split_events AS (
+    SELECT token_id, holder_id, ts, event_id, issuer, subject,
+           row_number() OVER (PARTITION BY token_id ORDER BY ts, event_id) AS rk
+    FROM events e
+    WHERE e.token_id IS NOT NULL AND substr(e.token_key, 1, length(e.token_id) + 1) = e.token_id || '@'
 ), split AS (
-    SELECT token_id AS token_key, arg_min(holder_id, ts) AS holder_id,
+    SELECT token_id AS token_key, arg_min(holder_id, rk) AS holder_id,
            min(ts) AS first_seen, max(ts) AS last_seen, count(*) AS count,
            list(event_id ORDER BY ts, event_id) AS event_ids,
            count(DISTINCT issuer) AS issuers, count(DISTINCT subject) AS subjects,
            list_sort(list_distinct(list(issuer))) AS issuer_list
-    FROM events e
-    WHERE e.token_id IS NOT NULL AND substr(e.token_key, 1, length(e.token_id) + 1) = e.token_id || '@'
+    FROM split_events
     GROUP BY token_id
 )
 SELECT 'example_credential' AS note, token_key, holder_id, first_seen, last_seen, count,
