@@ -404,3 +404,42 @@ def test_ctrl_c_while_arguments_are_parsed_is_exit_130_not_click_aborted(argv, t
     assert out.stderr.strip() == "interrupted"
     assert "Aborted" not in out.stderr and "Traceback" not in out.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scan_out_of_memory_outside_the_rules_is_exit_3_naming_the_setting(case_db, tmp_path,
+                                                                          monkeypatch):
+    # Lineage runs before any rule: under a memory limit far too small for it, DuckDB's
+    # OutOfMemoryException reached the user as a traceback and exit 1 ("findings").
+    monkeypatch.setenv("TOKENTRAIL_MEMORY_LIMIT", "8MB")
+    out = tmp_path / "findings.json"
+    r = tt("scan", "--db", str(case_db), "--format", "json", "-o", str(out), cwd=tmp_path)
+    clean(r)
+    assert r.returncode == 3, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "Out of Memory" in lines[0] and "TOKENTRAIL_MEMORY_LIMIT" in lines[0]
+    assert not out.exists()
+
+
+def test_a_full_disk_under_the_case_is_one_line_and_exit_3(case_db, monkeypatch):
+    # DuckDB reports its own write failures (the case file, its spill folder) as
+    # duckdb.IOException, not OSError.
+    import importlib
+
+    import duckdb
+    from click.testing import CliRunner
+
+    from tokentrail.cli import main
+
+    scan_module = importlib.import_module("tokentrail.cli.scan_cmd")  # the name is the command
+
+    def full(*_args: object, **_kw: object) -> None:
+        raise duckdb.IOException('IO Error: Could not write file "/cases/c.duckdb.wal": '
+                                 "No space left on device\nmore detail")
+
+    monkeypatch.setattr(scan_module, "analyse", full)
+    r = CliRunner().invoke(main, ["scan", "--db", str(case_db), "-q"])
+    assert r.exit_code == 3
+    assert r.stderr.strip().splitlines() == [
+        'error: cannot write the case: no space left on device (IO Error: Could not write '
+        'file "/cases/c.duckdb.wal": No space left on device)']

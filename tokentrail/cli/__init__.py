@@ -1,7 +1,8 @@
 """The `tokentrail` command: a thin click layer over the library.
 
 Exit codes: 0 done; 1 findings at or above --fail-on; 2 usage error; 3 input error
-(unreadable file, bad mapping, no usable events, case in use); 130 interrupted.
+(unreadable file, bad mapping, no usable events, case in use, out of memory, a full disk);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -81,6 +82,26 @@ def _os_error_message(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return f"{where}cannot write: no space left on device"
     return f"{where}{exc.strerror or exc}"
+
+
+def _database_error_message(exc: BaseException) -> str | None:
+    """One line for an error DuckDB raised outside the places that word their own (lineage,
+    classification, incidents, writing the case): out of memory under the case's limit, a
+    full disk under the case or its spill folder, a damaged database file. None if `exc` is
+    not DuckDB's."""
+    import duckdb
+
+    from ..rules.runner import MEMORY_HINT
+
+    if not isinstance(exc, duckdb.Error):
+        return None
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, duckdb.OutOfMemoryException) or "out of memory" in first.lower():
+        return f"{first} ({MEMORY_HINT})"
+    if "no space left on device" in text.lower():
+        return f"cannot write the case: no space left on device ({first})"
+    return f"database error: {first}"
 
 
 def _is_interrupt(exc: BaseException) -> bool:
@@ -183,6 +204,9 @@ class TokentrailGroup(click.Group):
         if isinstance(exc, OSError):
             _quiet_stdout()
             _fail(_os_error_message(exc), int(ExitCode.INPUT))
+        message = _database_error_message(exc)
+        if message is not None:
+            _fail(message, int(ExitCode.INPUT))
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         # Ctrl-C while click parses the top-level arguments: click would say "Aborted!" and

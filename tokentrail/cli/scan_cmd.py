@@ -63,7 +63,8 @@ the same findings (same ids).
 Exit codes: 0 no finding at or above --fail-on; 1 findings at or above it; 2 usage error;
 3 input error (unreadable input, no usable events, bad policy or rule; a rule whose SQL
 fails, e.g. out of memory: the other rules' findings are still written, the failed rules
-are named on stderr; TOKENTRAIL_MEMORY_LIMIT gives DuckDB more memory).
+are named on stderr; out of memory in lineage or classification, one line; either way
+TOKENTRAIL_MEMORY_LIMIT gives DuckDB more memory).
 """)
 @click.argument("paths", nargs=-1, metavar="[PATH...]")
 @click.option("--db", "db", metavar="FILE",
