@@ -114,3 +114,31 @@ def _mib(setting: str) -> float:
     """DuckDB shows the limit as '3.8 GiB' / '286.1 MiB'."""
     value, unit = setting.split()
     return float(value) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
+
+
+def test_a_file_that_runs_out_of_memory_says_so_and_names_the_setting(tmp_path, monkeypatch):
+    # Ingest reports a file DuckDB could not load under the limit as failed, with the setting
+    # that fixes it (it said "cannot read: Out of Memory ...", as if the file were damaged),
+    # and the other files still load.
+    import duckdb
+
+    from tokentrail.case.ingest import Ingestor
+
+    real = Ingestor._load
+
+    def load(self, src, *args, **kw):
+        if src.name.endswith("okta-system-log.json"):
+            raise duckdb.OutOfMemoryException(
+                "Out of Memory Error: failed to allocate data of size 32.0 MiB (6.4 MiB/38.1 MiB used)")
+        return real(self, src, *args, **kw)
+
+    monkeypatch.setattr(Ingestor, "_load", load)
+    r = CliRunner().invoke(main, ["ingest", str(REPO / "sample-logs"), "--db",
+                                  str(tmp_path / "c.duckdb"), "--json"])
+    assert r.exit_code == 3
+    files = {Path(f["name"]).name: f for f in json.loads(r.stdout)["files"]}
+    okta = files["okta-system-log.json"]
+    assert okta["status"] == "failed"
+    assert okta["message"].startswith("Out of Memory Error: failed to allocate")
+    assert "TOKENTRAIL_MEMORY_LIMIT" in okta["message"] and "cannot read" not in okta["message"]
+    assert sum(f["status"] == "ingested" for f in files.values()) == len(files) - 1

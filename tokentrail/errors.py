@@ -20,6 +20,20 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+MEMORY_HINT = ("out of memory under the case's memory limit; set TOKENTRAIL_MEMORY_LIMIT "
+               "(e.g. 8GB) to give DuckDB more")
+"""Said with every out-of-memory error, wherever DuckDB raised it (ingest, lineage, a rule)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """DuckDB's OutOfMemoryException, or an error whose first line says so (DuckDB wraps some)."""
+    import duckdb
+
+    text = str(exc).strip().splitlines()
+    return isinstance(exc, duckdb.OutOfMemoryException) or bool(
+        text and "out of memory" in text[0].lower())
+
+
 class TokentrailError(Exception):
     """Base of every error a user can cause. Messages must never hold a raw token."""
 

@@ -20,7 +20,7 @@ import duckdb
 from tokentrail.case.direct_load import DirectLoad
 from tokentrail.case.documents_load import DocumentLoad
 from tokentrail.case.store import Case
-from tokentrail.errors import InputError, TokentrailError, UsageError
+from tokentrail.errors import MEMORY_HINT, InputError, TokentrailError, UsageError, is_out_of_memory
 from tokentrail.redact import EXCERPT_CHARS, excerpt, redact_text
 from tokentrail.sources.compiler import (
     STAGE,
@@ -229,7 +229,9 @@ class Ingestor(DocumentLoad, DirectLoad):
                     self._load(src, reader, salvage_reason, mapping, result)
         except duckdb.Error as exc:
             result.status = "failed"
-            result.message = "cannot read: " + redact_text(str(exc).splitlines()[0])
+            first = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            result.message = (f"{first} ({MEMORY_HINT})" if is_out_of_memory(exc)
+                              else "cannot read: " + first)
             return result
         finally:
             self.restore_memory()

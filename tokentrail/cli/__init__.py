@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from .. import __version__
-from ..errors import ExitCode, TokentrailError
+from ..errors import MEMORY_HINT, ExitCode, TokentrailError, is_out_of_memory
 from ..output import sanitize_terminal
 from ..redact import redact_text
 from .export_cmd import export_cmd
@@ -91,13 +91,11 @@ def _database_error_message(exc: BaseException) -> str | None:
     not DuckDB's."""
     import duckdb
 
-    from ..rules.runner import MEMORY_HINT
-
     if not isinstance(exc, duckdb.Error):
         return None
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
-    if isinstance(exc, duckdb.OutOfMemoryException) or "out of memory" in first.lower():
+    if is_out_of_memory(exc):
         return f"{first} ({MEMORY_HINT})"
     if "no space left on device" in text.lower():
         return f"cannot write the case: no space left on device ({first})"

@@ -9,6 +9,7 @@ import duckdb
 
 from tokentrail.rules.findings import Finding, finding_id
 
+from ..errors import MEMORY_HINT, is_out_of_memory
 from ..output import iso
 from ..redact import redact_text
 from .model import HIT_COLUMNS, Rule, RuleError
@@ -24,8 +25,6 @@ FINDING_TYPES = ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "DOUBLE"
                  "VARCHAR", "TIMESTAMPTZ", "TIMESTAMPTZ", "BIGINT", "VARCHAR[]", "VARCHAR[]")
 
 
-MEMORY_HINT = ("out of memory under the case's memory limit; set TOKENTRAIL_MEMORY_LIMIT "
-               "(e.g. 8GB) to give DuckDB more")
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def _hits(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[dict[str, Any]]:
         rows = cur.fetchall()
     except duckdb.Error as exc:
         first = redact_text(str(exc).splitlines()[0] if str(exc) else repr(exc))
-        if isinstance(exc, duckdb.OutOfMemoryException) or "out of memory" in first.lower():
+        if is_out_of_memory(exc):
             first += f" ({MEMORY_HINT})"
         raise RuleError(f"rule SQL failed: {first}", file=rule.source, key="sql") from None
     return [dict(zip(HIT_COLUMNS, row, strict=True)) for row in rows]
