@@ -213,6 +213,31 @@ def test_tokentrailignore_skips_listed_files_in_a_directory_walk(case, tmp_path)
     assert [Path(f.name).name for f in report.files] == ["gw.jsonl"] and not report.problems
 
 
+def test_a_fifo_in_a_log_folder_is_skipped_and_a_broken_link_reported(case, tmp_path):
+    # Opening a FIFO blocks until something writes to it: a directory walk that opened one
+    # hung the ingest (and a scheduled scan) for good.
+    import os
+    import threading
+
+    d = tmp_path / "logs"
+    d.mkdir()
+    write_jsonl(d / "gw.jsonl", [envoy(1)])
+    os.mkfifo(d / "syslog.pipe")
+    (d / "old.jsonl").symlink_to(tmp_path / "rotated-away.jsonl")
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(ingest(case, [str(d)])), daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():  # unblock the reader so the test run can end, then fail
+        with open(d / "syslog.pipe", "w"):
+            pass
+        worker.join(10)
+        pytest.fail("ingest blocked on the FIFO")
+    report = result[0]
+    assert {Path(f.name).name: f.status for f in report.files} == {
+        "gw.jsonl": "ingested", "old.jsonl": "failed"}
+
+
 def test_kill_9_mid_ingest_leaves_a_case_that_opens_and_the_file_ingests_next_time(tmp_path):
     import signal
     import subprocess

@@ -12,6 +12,7 @@ import glob
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -142,7 +143,19 @@ def _walk(directory: Path) -> Iterator[Path]:
                 continue
             if any(fnmatch.fnmatch(name, pat) for pat in ignored):
                 continue
-            yield Path(root) / name
+            path = Path(root) / name
+            if not _regular_or_unreadable(path):
+                continue  # a FIFO, socket or device in a log folder: opening it would block
+            yield path
+
+
+def _regular_or_unreadable(path: Path) -> bool:
+    """A regular file (through symlinks), or one whose stat fails (a broken link, no
+    permission), which `expand` then reports as unreadable rather than skipping in silence."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
 
 
 def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None,
