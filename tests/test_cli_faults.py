@@ -443,3 +443,14 @@ def test_a_full_disk_under_the_case_is_one_line_and_exit_3(case_db, monkeypatch)
     assert r.stderr.strip().splitlines() == [
         'error: cannot write the case: no space left on device (IO Error: Could not write '
         'file "/cases/c.duckdb.wal": No space left on device)']
+
+
+def test_a_memory_limit_that_is_not_a_size_is_a_usage_error_naming_the_variable(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("TOKENTRAIL_MEMORY_LIMIT", "lots")
+    r = tt("scan", str(SAMPLE), "-q", cwd=tmp_path)
+    clean(r)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: TOKENTRAIL_MEMORY_LIMIT='lots' is not a memory size")
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert listing(tmp_path) == set()

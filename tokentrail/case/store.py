@@ -25,7 +25,7 @@ from tokentrail import __version__
 from tokentrail.case.schema import EVENT_COLUMNS, VIRTUAL_COLUMNS
 from tokentrail.case.sqlmacros import install_macros
 from tokentrail.case.views import create_views_sql, refresh_derived_views
-from tokentrail.errors import CaseError, QueryError
+from tokentrail.errors import CaseError, QueryError, UsageError
 from tokentrail.redact import redact_text
 
 DEFAULT_DB = "tokentrail.duckdb"
@@ -212,7 +212,12 @@ class Case:
                 raise _CaseLocked() from None
             raise CaseError(f"cannot open case {self.path}: {redact_text(text)}") from None
         except duckdb.Error as exc:
-            raise CaseError(f"cannot open case {self.path}: {redact_text(str(exc))}") from None
+            text = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+            env = os.environ.get("TOKENTRAIL_MEMORY_LIMIT")
+            if env and str(config.get("memory_limit")) == env and "memory" in text.lower():
+                raise UsageError(f"TOKENTRAIL_MEMORY_LIMIT={env!r} is not a memory size "
+                                 f"(e.g. 768MB, 8GB): {text}") from None
+            raise CaseError(f"cannot open case {self.path}: {text}") from None
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
