@@ -454,3 +454,40 @@ def test_a_memory_limit_that_is_not_a_size_is_a_usage_error_naming_the_variable(
     assert r.stderr.startswith("error: TOKENTRAIL_MEMORY_LIMIT='lots' is not a memory size")
     assert len(r.stderr.strip().splitlines()) == 1
     assert listing(tmp_path) == set()
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_o_never_writes_over_an_input_log_or_the_case(case_db, tmp_path):
+    # A slip of the keyboard (`scan gw.jsonl -o gw.jsonl`, `tokens --db c.duckdb -o c.duckdb`)
+    # would have replaced the evidence with a report, atomically and without a word.
+    log = tmp_path / "gw.jsonl"
+    shutil.copy(ENVOY, log)
+    link = tmp_path / "latest.json"
+    link.symlink_to(log)
+    before = _digest(log)
+    attempts = [
+        (("scan", str(log), "-q", "--format", "json", "-o", str(log)),
+         "an input log of this scan"),
+        (("scan", str(log), "-q", "--format", "json", "-o", str(link)),
+         "an input log of this scan"),
+        (("scan", str(log), "-q", "--write-baseline", str(log)), "an input log of this scan"),
+        (("tokens", "--db", str(case_db), "-o", str(case_db)), "the case database"),
+        (("scan", "--db", str(case_db), "-q", "--format", "sarif", "-o", str(case_db)),
+         "the case database"),
+        (("report", "--db", str(case_db), "--html", str(case_db)), "the case database"),
+    ]
+    for args, what in attempts:
+        r = tt(*args, cwd=tmp_path)
+        clean(r)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.strip().splitlines()[-1].endswith(f"it is {what}"), (args, r.stderr)
+    # the log byte for byte; the case still a database (scan and report refresh its derived
+    # tables, so its bytes may change), and it still answers
+    assert _digest(log) == before and case_db.read_bytes()[8:12] == b"DUCK"
+    assert link.is_symlink()
+    ok = tt("tokens", "--db", str(case_db), "--format", "csv", "-o", str(tmp_path / "t.csv"),
+            cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr

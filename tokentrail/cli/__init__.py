@@ -19,6 +19,7 @@ from .. import __version__
 from ..errors import MEMORY_HINT, ExitCode, TokentrailError, is_out_of_memory
 from ..output import sanitize_terminal
 from ..redact import redact_text
+from .common import forget_protected
 from .export_cmd import export_cmd
 from .formats_cmd import formats_cmd
 from .ingest_cmd import ingest_cmd
@@ -216,6 +217,7 @@ class TokentrailGroup(click.Group):
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
+        forget_protected()
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):

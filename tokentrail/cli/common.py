@@ -86,9 +86,13 @@ def open_case(path: str | None, *, read_only: bool = False, create: bool = False
                                    f"`tokentrail {name}` needs a case file (--db FILE)")
         return open_lake(path, read_only=read_only)
     wait = lock_wait_seconds()
-    return Case(path, read_only=read_only, wait=wait,
+    case = Case(path, read_only=read_only, wait=wait,
                 on_wait=lambda: say(f"waiting up to {wait:g} s for case {path}: "
                                     "another tokentrail process has it open"))
+    if path and path != MEMORY:
+        protect(path, "the case database")
+        protect(path + ".wal", "the case database's write-ahead log")
+    return case
 
 
 class _Guard:
@@ -135,6 +139,38 @@ def output_options(func: F) -> F:
     return func
 
 
+_PROTECTED: dict[tuple[int, int], str] = {}
+"""Files this command reads, by (device, inode): -o must not replace them (see protect)."""
+
+
+def protect(path: str, what: str) -> None:
+    """`-o` / `--write-baseline` will refuse to write over `path` (the case database, an
+    input log): a typo there would replace the evidence with a report. Paths that do not
+    exist, or are not regular files, need nothing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if stat.S_ISREG(st.st_mode):
+        _PROTECTED[(st.st_dev, st.st_ino)] = what
+
+
+def refuse_protected(path: str) -> None:
+    """UsageError if writing `path` would replace a file protect() named."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    what = _PROTECTED.get((st.st_dev, st.st_ino))
+    if what:
+        raise UsageError(f"refusing to write {path}: it is {what}")
+
+
+def forget_protected() -> None:
+    """A new command protects its own inputs (an in-process caller runs many commands)."""
+    _PROTECTED.clear()
+
+
 @contextmanager
 def open_output(path: str) -> Iterator[Any]:
     """Where -o PATH writes (README "Output files").
@@ -151,11 +187,13 @@ def open_output(path: str) -> Iterator[Any]:
         return
     target = os.path.realpath(path) if os.path.islink(path) else path
     try:
-        mode = os.stat(target).st_mode
+        mode: int | None = os.stat(target).st_mode
     except FileNotFoundError:
         mode = None
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if mode is not None:
+        refuse_protected(target)
     if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
         try:
             fh = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115

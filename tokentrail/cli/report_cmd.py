@@ -20,7 +20,7 @@ from ..analyse import Analysis, analyse
 from ..errors import InputError, UsageError
 from ..export import write_csv_dir
 from ..rules import load_rules
-from .common import db_option, load_policy_option, open_case, policy_option, say
+from .common import db_option, load_policy_option, open_case, policy_option, refuse_protected, say
 
 # A writer gets the analysed case connection, the analysis (findings and the rules that ran) and
 # the option's value, and returns one line for the closing summary.
@@ -97,6 +97,8 @@ def report_cmd(db: str | None, policy_file: str | None, rules_dirs: tuple[str, .
         analysis = analyse(case.con, policy=policy, rules=rules)
         if since or until:
             analysis = _in_window(analysis, window_from(case.con, since, until))
+        if html_file:
+            refuse_protected(html_file)
         for name, value in wanted.items():
             _, writer = REPORT_OUTPUTS[name]
             try:

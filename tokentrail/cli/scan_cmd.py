@@ -32,6 +32,7 @@ from .common import (
     open_output,
     policy_option,
     progress_bar,
+    protect,
     say,
     write_json,
 )
@@ -148,6 +149,8 @@ def scan_cmd(paths: tuple[str, ...], db: str | None, format_name: str | None,
             with progress_bar(not quiet) as progress:
                 ingestor.progress = progress
                 report = ingestor.run(paths, stdin=sys.stdin.buffer)
+            for f in report.files:
+                protect(f.name, "an input log of this scan")
             guard.keep = bool(case.stats()["sources"])
             failed = [f for f in report.problems if f.status == "failed"]
             for f in report.problems:
