@@ -293,3 +293,33 @@ def test_several_json_arrays_in_one_file_are_all_read(case, tmp_path):
     _, rej = case.query("select reason from rejects where source_id = ?",
                         [report.files[0].source_id])
     assert rej == [("unreadable content after record 2; the rest is lost",)]
+
+
+def test_a_small_file_loads_without_the_cse_optimizer_and_the_session_keeps_its_own(
+        tmp_path, monkeypatch):
+    # Planning is most of a small file's cost; the optimizer goes off for its load only. A
+    # notebook's own optimizer settings, and a scan after the ingest, are left as they were.
+    import tokentrail.case.ingest as mod
+
+    seen: list[str] = []
+    real = mod.stage_sql
+    cases: list[Case] = []
+
+    def spy(pipeline: str) -> str:
+        seen.append(cases[0].con.execute("SELECT value FROM duckdb_settings() "
+                                         "WHERE name = 'disabled_optimizers'").fetchone()[0])
+        return real(pipeline)
+
+    monkeypatch.setattr(mod, "stage_sql", spy)
+    log = write_jsonl(tmp_path / "gw.jsonl", [envoy(1), envoy(2)])
+    failing = tmp_path / "broken.json"
+    failing.write_text('{"Records": [')
+    with Case() as case:
+        cases.append(case)
+        case.con.execute("SET disabled_optimizers = 'join_order'")
+        report = ingest(case, [str(log), str(failing)])
+        after = case.con.execute("SELECT value FROM duckdb_settings() "
+                                 "WHERE name = 'disabled_optimizers'").fetchone()[0]
+    assert report.files[0].status == "ingested"
+    assert seen and all(v == "join_order,common_subexpressions" for v in seen)
+    assert after == "join_order"
