@@ -25,13 +25,19 @@ MEMORY_HINT = ("out of memory under the case's memory limit; set TOKENTRAIL_MEMO
 """Said with every out-of-memory error, wherever DuckDB raised it (ingest, lineage, a rule)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The line of an exception a user is shown (DuckDB's messages go on with hints and
+    context); its type's name when it says nothing. Not redacted."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """DuckDB's OutOfMemoryException, or an error whose first line says so (DuckDB wraps some)."""
     import duckdb
 
-    text = str(exc).strip().splitlines()
-    return isinstance(exc, duckdb.OutOfMemoryException) or bool(
-        text and "out of memory" in text[0].lower())
+    return (isinstance(exc, duckdb.OutOfMemoryException)
+            or "out of memory" in first_line(exc).lower())
 
 
 class TokentrailError(Exception):

@@ -57,24 +57,13 @@ class DirectLoad:
         forced = os.environ.get("TOKENTRAIL_DIRECT_LOAD_BYTES")
         if forced and forced.isdigit():
             return int(forced)
-        return _bytes_of(self._memory_setting()) // 2
+        return _bytes_of(self.case.setting("memory_limit")) // 2
 
     def _cap_memory(self, cap: int) -> None:
-        """Lower memory_limit to `cap` bytes, if it is higher, until restore_memory()."""
-        if _bytes_of(self._memory_setting()) > cap:
-            self.case.con.execute(f"SET memory_limit = '{int(cap)}B'")
-            self._memory_capped = True
-
-    def _memory_setting(self) -> str:
-        row = self.case.con.execute(
-            "SELECT value FROM duckdb_settings() WHERE name = 'memory_limit'").fetchone()
-        return str(row[0]) if row else ""
-
-    def restore_memory(self) -> None:
-        """The case's own memory_limit again after the file's commit, if _cap_memory lowered it."""
-        if getattr(self, "_memory_capped", False):
-            self.case.con.execute("SET memory_limit = ?", [self.case.memory_limit])
-            self._memory_capped = False
+        """Lower memory_limit to `cap` bytes, if it is higher, until the Ingestor restores
+        the case's settings after the file's commit."""
+        if _bytes_of(self.case.setting("memory_limit")) > cap:
+            self.case.override("memory_limit", f"{int(cap)}B")
 
     def _load_direct(self, src: SourceFile, reader: Reader, salvage_reason: str | None,
                      mapping: Mapping, result: FileResult) -> bool:
@@ -107,7 +96,7 @@ class DirectLoad:
                 # Reader.crlf): the same load on one thread, still without a stage.
                 return self._load_direct(src, replace(reader, parallel=False), salvage_reason,
                                          mapping, result)
-            self.restore_memory()  # the stage takes over, with the case's own limit
+            self.case.restore_settings("memory_limit")  # the stage takes over, with the case's limit
             return False
         if total:
             con.execute(direct_lines_sql(sid, int(row[2])))

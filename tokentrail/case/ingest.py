@@ -20,7 +20,14 @@ import duckdb
 from tokentrail.case.direct_load import DirectLoad
 from tokentrail.case.documents_load import DocumentLoad
 from tokentrail.case.store import Case
-from tokentrail.errors import MEMORY_HINT, InputError, TokentrailError, UsageError, is_out_of_memory
+from tokentrail.errors import (
+    MEMORY_HINT,
+    InputError,
+    TokentrailError,
+    UsageError,
+    first_line,
+    is_out_of_memory,
+)
 from tokentrail.redact import EXCERPT_CHARS, excerpt, redact_text
 from tokentrail.sources.compiler import (
     STAGE,
@@ -220,7 +227,7 @@ class Ingestor(DocumentLoad, DirectLoad):
             result.status, result.message = "failed", exc.message
             return result
         result.format, result.container = mapping.name, sniffed.container
-        optimizers = self._pipeline_optimizers(src)
+        self._pipeline_optimizers(src)
         try:
             reader, salvage_reason = self._reader(src, sniffed, workdir, mapping)
             try:
@@ -230,20 +237,18 @@ class Ingestor(DocumentLoad, DirectLoad):
                 if not (src.gzip and reader.reads_lines):
                     raise
                 # A damaged gzip: keep every line that decompressed before the damage.
-                self.restore_memory()
+                self.case.restore_settings("memory_limit")
                 reader, salvage_reason = salvage_gzip_lines(src, workdir, reader)
                 with self.case.transaction():
                     self._load(src, reader, salvage_reason, mapping, result)
         except duckdb.Error as exc:
             result.status = "failed"
-            first = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            first = redact_text(first_line(exc))
             result.message = (f"{first} ({MEMORY_HINT})" if is_out_of_memory(exc)
                               else "cannot read: " + first)
             return result
         finally:
-            # outside the file's transaction: a SET in an aborted one fails
-            self.restore_memory()
-            self.case.con.execute("SET disabled_optimizers = ?", [optimizers])
+            self.case.restore_settings()  # memory cap, optimizers: outside the transaction
         if result.events == 0:
             result.status = "empty"
             result.message = result.message or (
@@ -251,20 +256,18 @@ class Ingestor(DocumentLoad, DirectLoad):
                 else "no records")
         return result
 
-    def _pipeline_optimizers(self, src: SourceFile) -> str:
-        """For a small file, turn off DuckDB's common-subexpression optimizer while it loads;
-        returns the setting to restore. Planning the pipeline is a fixed cost per file
-        (0.17 s in DuckDB's profile of a 71-line Envoy file, of which that optimizer 0.05 s,
-        executing 0.01 s): 50 such files, stage statements 10.1 s -> 7.2-8.6 s. For large
-        files the optimizer's effect on execution was within this machine's noise (1 M
-        lines, alternating runs, either way by 10-20 %), so they keep it."""
-        row = self.case.con.execute(
-            "SELECT value FROM duckdb_settings() WHERE name = 'disabled_optimizers'").fetchone()
-        before = str(row[0]) if row and row[0] else ""
-        if src.size < SMALL_FILE_BYTES:
-            names = [n for n in before.split(",") if n.strip()] + list(SMALL_FILE_DISABLED_OPTIMIZERS)
-            self.case.con.execute("SET disabled_optimizers = ?", [",".join(dict.fromkeys(names))])
-        return before
+    def _pipeline_optimizers(self, src: SourceFile) -> None:
+        """For a small file, turn off DuckDB's common-subexpression optimizer while it loads
+        (restored after the file). Planning the pipeline is a fixed cost per file (0.17 s in
+        DuckDB's profile of a 71-line Envoy file, of which that optimizer 0.05 s, executing
+        0.01 s): 50 such files, stage statements 10.1 s -> 7.2-8.6 s. For large files the
+        optimizer's effect on execution was within this machine's noise (1 M lines,
+        alternating runs, either way by 10-20 %), so they keep it."""
+        if src.size >= SMALL_FILE_BYTES:
+            return
+        before = [n for n in self.case.setting("disabled_optimizers").split(",") if n.strip()]
+        names = dict.fromkeys(before + list(SMALL_FILE_DISABLED_OPTIMIZERS))
+        self.case.override("disabled_optimizers", ",".join(names))
 
     def _reader(self, src: SourceFile, sniffed: Sniffed, workdir: str,
                 mapping: Mapping) -> tuple[Reader, str | None]:

@@ -25,7 +25,7 @@ from tokentrail import __version__
 from tokentrail.case.schema import EVENT_COLUMNS, VIRTUAL_COLUMNS
 from tokentrail.case.sqlmacros import install_macros
 from tokentrail.case.views import create_views_sql, refresh_derived_views
-from tokentrail.errors import CaseError, QueryError, UsageError
+from tokentrail.errors import CaseError, QueryError, UsageError, first_line
 from tokentrail.redact import redact_text
 
 DEFAULT_DB = "tokentrail.duckdb"
@@ -172,6 +172,7 @@ class Case:
             "temp_directory": self._spill,
         }
         self.memory_limit = str(config["memory_limit"])  # as opened (DuckDB prints it rounded)
+        self._overridden: dict[str, str] = {}  # override(): the values restore_settings() puts back
         try:
             self.con = self._connect_waiting(config, wait, on_wait)
         finally:
@@ -212,12 +213,35 @@ class Case:
                 raise _CaseLocked() from None
             raise CaseError(f"cannot open case {self.path}: {redact_text(text)}") from None
         except duckdb.Error as exc:
-            text = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+            text = redact_text(first_line(exc))
             env = os.environ.get("TOKENTRAIL_MEMORY_LIMIT")
             if env and str(config.get("memory_limit")) == env and "memory" in text.lower():
                 raise UsageError(f"TOKENTRAIL_MEMORY_LIMIT={env!r} is not a memory size "
                                  f"(e.g. 768MB, 8GB): {text}") from None
             raise CaseError(f"cannot open case {self.path}: {text}") from None
+
+    # -- session settings ------------------------------------------------------------------
+    def setting(self, name: str) -> str:
+        """A DuckDB setting as DuckDB prints it ('3.8 GiB'; '' when empty)."""
+        row = self.con.execute("SELECT value FROM duckdb_settings() WHERE name = ?",
+                               [name]).fetchone()
+        return str(row[0]) if row and row[0] is not None else ""
+
+    def override(self, name: str, value: str) -> None:
+        """Set a DuckDB setting until restore_settings(), which puts back the value it had
+        before the first override (memory_limit: as the case was opened, which DuckDB would
+        print rounded). Ingest scopes its per-file settings with this; call the restore
+        outside a transaction that may have failed, where DuckDB refuses any SET."""
+        if name not in self._overridden:
+            self._overridden[name] = (self.memory_limit if name == "memory_limit"
+                                      else self.setting(name))
+        self.con.execute(f"SET {name} = ?", [value])
+
+    def restore_settings(self, *names: str) -> None:
+        """Undo override() for `names`, or for every overridden setting."""
+        for name in names or tuple(self._overridden):
+            if name in self._overridden:
+                self.con.execute(f"SET {name} = ?", [self._overridden.pop(name)])
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:

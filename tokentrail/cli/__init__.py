@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from .. import __version__
-from ..errors import MEMORY_HINT, ExitCode, TokentrailError, is_out_of_memory
+from ..errors import MEMORY_HINT, ExitCode, TokentrailError, first_line, is_out_of_memory
 from ..output import sanitize_terminal
 from ..redact import redact_text
 from .common import forget_protected
@@ -94,11 +94,10 @@ def _database_error_message(exc: BaseException) -> str | None:
 
     if not isinstance(exc, duckdb.Error):
         return None
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first_line(exc)
     if is_out_of_memory(exc):
         return f"{first} ({MEMORY_HINT})"
-    if "no space left on device" in text.lower():
+    if "no space left on device" in str(exc).lower():
         return f"cannot write the case: no space left on device ({first})"
     return f"database error: {first}"
 

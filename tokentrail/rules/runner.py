@@ -9,7 +9,7 @@ import duckdb
 
 from tokentrail.rules.findings import Finding, finding_id
 
-from ..errors import MEMORY_HINT, is_out_of_memory
+from ..errors import MEMORY_HINT, first_line, is_out_of_memory
 from ..output import iso
 from ..redact import redact_text
 from .model import HIT_COLUMNS, Rule, RuleError
@@ -45,7 +45,7 @@ def _hits(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[dict[str, Any]]:
         cur = con.execute(f"SELECT {cols} FROM ({rule.sql}) ORDER BY token_key, holder_id")
         rows = cur.fetchall()
     except duckdb.Error as exc:
-        first = redact_text(str(exc).splitlines()[0] if str(exc) else repr(exc))
+        first = redact_text(first_line(exc))
         if is_out_of_memory(exc):
             first += f" ({MEMORY_HINT})"
         raise RuleError(f"rule SQL failed: {first}", file=rule.source, key="sql") from None
